@@ -19,6 +19,7 @@ import yaml
 
 from fleetflow.settings import ROOT, StackSettings
 from fleetflow.stack.process import Daemon, StackError
+from jobs.runtime import python_path
 
 # Cassandra 5 on JDK 17: the module openings from its jvm17-server.options.
 CASSANDRA_JDK17_FLAGS = [
@@ -325,7 +326,8 @@ def prepare_flink(s: StackSettings) -> None:
         "jobmanager": {"rpc": {"address": s.host, "port": s.flink_rpc_port}, "bind-host": s.host},
         "taskmanager": {"host": s.host, "bind-host": s.host},
         "rest": {"address": s.host, "bind-address": s.host, "port": s.flink_rest_port},
-        "python": {"executable": sys.executable, "client": {"executable": sys.executable}},
+        "python": {"executable": sys.executable, "client": {"executable": sys.executable},
+                   "pythonpath": python_path()},
         "env": {"log": {"dir": str(s.logs)}, "pid": {"dir": str(s.run)}},
         "io": {"tmp": {"dirs": str(s.data / "flink-tmp")}},
         "state": {"checkpoints": {"dir": f"file://{s.data / 'flink-checkpoints'}"},

@@ -1,0 +1,63 @@
+"""Thin Flink adapters around the Decision-shaped rules in ``udfs/``.
+
+``DecisionOperator`` is the only keyed operator FleetFlow needs: it loads the key's
+state, calls the rule, stores or clears the state, registers or deletes event-time
+timers and yields the emits. No business rule lives here.
+"""
+from __future__ import annotations
+
+import pickle
+from typing import Any, Callable
+
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import KeyedProcessFunction, RuntimeContext
+from pyflink.datastream.state import ValueStateDescriptor
+
+from udfs.decision import Decision
+
+Step = Callable[[Any, Any, int], Decision]
+OnTimer = Callable[[Any, int], Decision]
+
+
+class DecisionOperator(KeyedProcessFunction):
+    """Runs ``step(state, event, now_ms)`` per element and ``on_timer(state, timer_ms)`` per timer.
+
+    State: one pickled value per key (whatever the rule keeps). It is cleared when the
+    rule returns ``Decision.state is None``; each rule's docstring says when that is.
+    ``now_ms`` is processing time: event time travels inside the events.
+    """
+
+    def __init__(self, step: Step, on_timer: OnTimer | None = None, state_name: str = "rule-state"):
+        self._step = step
+        self._on_timer = on_timer
+        self._state_name = state_name
+        self._state = None
+
+    def open(self, runtime_context: RuntimeContext):
+        self._state = runtime_context.get_state(ValueStateDescriptor(self._state_name, Types.PICKLED_BYTE_ARRAY()))
+
+    def _load(self):
+        raw = self._state.value()
+        return None if raw is None else pickle.loads(raw)
+
+    def _apply(self, d: Decision, ctx) -> tuple:
+        if d.state is None:
+            self._state.clear()
+        else:
+            self._state.update(pickle.dumps(d.state, protocol=pickle.HIGHEST_PROTOCOL))
+        timers = ctx.timer_service()
+        for t in d.cancel_timers_ms:
+            timers.delete_event_time_timer(t)
+        if d.timer_ms is not None:
+            timers.register_event_time_timer(d.timer_ms)
+        return d.emits
+
+    def process_element(self, value, ctx: KeyedProcessFunction.Context):
+        now_ms = ctx.timer_service().current_processing_time()
+        yield from self._apply(self._step(self._load(), value, now_ms), ctx)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        if self._on_timer is None:
+            return
+        state = self._load()
+        yield from self._apply(self._on_timer(state, timestamp), ctx)
