@@ -58,7 +58,7 @@ def test_ping_without_id_is_missing_id(field, value):
 ])
 def test_bad_coordinates(lat, lon):
     assert ping_reason(ping(lat=lat, lon=lon)) == BAD_COORDINATES
-    assert scan_reason(scan(lat=lat, lon=lon)) == BAD_COORDINATES
+    assert scan_reason({**scan(), "location": {"lat": lat, "lon": lon}}) == BAD_COORDINATES
 
 
 @pytest.mark.parametrize("lat,lon", [(90.0, 180.0), (-90.0, -180.0), (0.0, 13.4), (51.48, 0.0), (2e-6, 0.0)])
