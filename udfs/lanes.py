@@ -1,0 +1,198 @@
+"""Lane transit-time model, for parcels that are not on a delivery van yet.
+
+A lane is (origin_hub, destination_hub, carrier, service_level). Its transit time,
+measured from the shipment entering the lane (``since_ms``, the origin-hub
+departure) to delivery, is learned from completed deliveries into a histogram of
+fixed, log-spaced buckets.
+
+Why fixed log buckets rather than P² or a t-digest: transit times span minutes to
+weeks and relative precision is what matters (10 % of 2 h and 10 % of 3 days are
+equally useful), log buckets give exactly that with ~100 sparse integer-keyed
+counts; two histograms of one lane simply add, so per-partition state merges; and
+the state is a plain dict, so it survives a savepoint and reads back from JSON. P²
+tracks one quantile per marker set and cannot be merged.
+
+The bucket geometry is stored in the state itself, so a config change cannot
+silently reinterpret counts learned under the old geometry after a restart.
+
+Counts are halved whenever their total passes ``max_weight``: old deliveries fade
+geometrically, and a lane that changes (a new linehaul schedule) re-learns within
+a few hundred deliveries instead of never.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from udfs.eta import EtaUpdate
+
+BASIS_LANE = "LANE"
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+# (p10, p50, p90) transit in ms per service level: what we promise before we know better.
+DEFAULT_SERVICE_LEVEL_TRANSIT_MS: dict[str, tuple[int, int, int]] = {
+    "SAME_DAY": (3 * HOUR_MS, 6 * HOUR_MS, 10 * HOUR_MS),
+    "NEXT_DAY": (16 * HOUR_MS, 22 * HOUR_MS, 30 * HOUR_MS),
+    "EXPRESS": (1 * DAY_MS, 40 * HOUR_MS, 60 * HOUR_MS),
+    "STANDARD": (2 * DAY_MS, 3 * DAY_MS, 5 * DAY_MS),
+    "ECONOMY": (3 * DAY_MS, 5 * DAY_MS, 8 * DAY_MS),
+}
+
+
+@dataclass(frozen=True)
+class Lane:
+    origin_hub: str
+    destination_hub: str
+    carrier: str
+    service_level: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.origin_hub}>{self.destination_hub}|{self.carrier}|{self.service_level}"
+
+
+@dataclass(frozen=True)
+class LaneConfig:
+    # Bucket geometry for new state: [min_transit_ms * ratio^b, min_transit_ms * ratio^(b+1)).
+    min_transit_ms: int = 10 * 60_000
+    bucket_ratio: float = 1.1
+    max_transit_ms: int = 60 * DAY_MS
+    # Below this many deliveries the lane falls back to its service level's defaults.
+    min_samples: float = 20
+    max_weight: float = 2000
+    default_service_level: str = "STANDARD"
+    default_confidence: float = 0.2
+    service_level_transit_ms: Mapping[str, tuple[int, int, int]] = field(
+        default_factory=lambda: dict(DEFAULT_SERVICE_LEVEL_TRANSIT_MS))
+
+
+DEFAULT_CONFIG = LaneConfig()
+
+
+def _bucket(transit_ms: float, min_ms: float, ratio: float, max_bucket: int) -> int:
+    if transit_ms <= min_ms:
+        return 0
+    return min(int(math.log(transit_ms / min_ms) / math.log(ratio)), max_bucket)
+
+
+def _max_bucket(cfg: LaneConfig) -> int:
+    return int(math.ceil(math.log(cfg.max_transit_ms / cfg.min_transit_ms) / math.log(cfg.bucket_ratio)))
+
+
+def new_state(cfg: LaneConfig = DEFAULT_CONFIG) -> dict[str, Any]:
+    return {"v": 1, "min_ms": cfg.min_transit_ms, "ratio": cfg.bucket_ratio,
+            "max_bucket": _max_bucket(cfg), "n": 0.0, "counts": {}}
+
+
+def sample_weight(state: Mapping[str, Any] | None) -> float:
+    return float(state["n"]) if state else 0.0
+
+
+def observe(state: Mapping[str, Any] | None, transit_ms: int, cfg: LaneConfig = DEFAULT_CONFIG) -> dict[str, Any]:
+    """Learn one completed delivery's lane transit; returns a new state.
+
+    Non-positive transits are clock skew between the scan sources, not data.
+    """
+    st = dict(state) if state else new_state(cfg)
+    if transit_ms <= 0:
+        return st
+    # JSON turns int keys into strings; normalise so both forms read back.
+    counts = {int(b): float(c) for b, c in st["counts"].items()}
+    b = _bucket(transit_ms, st["min_ms"], st["ratio"], st["max_bucket"])
+    counts[b] = counts.get(b, 0.0) + 1.0
+    n = float(st["n"]) + 1.0
+    if n > cfg.max_weight:
+        counts = {k: c / 2 for k, c in counts.items() if c / 2 >= 0.01}
+        n = sum(counts.values())
+    st["counts"] = counts
+    st["n"] = n
+    return st
+
+
+def merge(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Add two histograms of the same lane and geometry (e.g. from two partitions)."""
+    if not a:
+        return dict(b) if b else None
+    if not b:
+        return dict(a)
+    if (a["min_ms"], a["ratio"]) != (b["min_ms"], b["ratio"]):
+        raise ValueError("cannot merge lane histograms with different bucket geometry")
+    counts = {int(k): float(c) for k, c in a["counts"].items()}
+    for k, c in b["counts"].items():
+        counts[int(k)] = counts.get(int(k), 0.0) + float(c)
+    return dict(a, counts=counts, n=float(a["n"]) + float(b["n"]))
+
+
+def _pieces(state: Mapping[str, Any], above_ms: float) -> list[tuple[float, float, float]]:
+    """(lo_ms, hi_ms, weight) per bucket, truncated to transits longer than above_ms.
+
+    Within a bucket mass is spread evenly in log-time, matching how buckets are cut.
+    """
+    min_ms, ratio = float(state["min_ms"]), float(state["ratio"])
+    out = []
+    for b in sorted(int(k) for k in state["counts"]):
+        weight = float(state["counts"].get(b, state["counts"].get(str(b), 0.0)))
+        lo, hi = min_ms * ratio ** b, min_ms * ratio ** (b + 1)
+        if hi <= above_ms:
+            continue
+        if lo < above_ms:
+            weight *= math.log(hi / above_ms) / math.log(hi / lo)
+            lo = above_ms
+        if weight > 0:
+            out.append((lo, hi, weight))
+    return out
+
+
+def quantile_ms(state: Mapping[str, Any] | None, q: float, above_ms: float = 0.0) -> int | None:
+    """Transit-time quantile ``q``, optionally of the transits longer than ``above_ms``
+    (for a shipment that has already been ``above_ms`` on the lane). None without data."""
+    if not state:
+        return None
+    pieces = _pieces(state, max(above_ms, 0.0))
+    total = sum(w for _, _, w in pieces)
+    if total <= 0:
+        return None
+    target = min(max(q, 0.0), 1.0) * total
+    cum = 0.0
+    for lo, hi, w in pieces:
+        if cum + w >= target:
+            frac = (target - cum) / w
+            return round(lo * (hi / lo) ** frac)
+        cum += w
+    return round(pieces[-1][1])
+
+
+def lane_eta(model: Mapping[str, Any] | None, lane: Lane, since_ms: int, tracking_id: str, *,
+             now_ms: int | None = None, cfg: LaneConfig = DEFAULT_CONFIG) -> EtaUpdate:
+    """ETA from the lane's history: p50, with p10..p90 as the window.
+
+    ``model`` is this lane's histogram (``None`` if the lane has none). Given
+    ``now_ms``, quantiles are of the transits longer than the time already spent on
+    the lane, so a parcel past the median is not told it arrived in the past. When
+    the lane has fewer than ``min_samples`` deliveries, or the parcel has outlasted
+    every recorded transit, the service level's defaults apply; a parcel past even
+    those gets the default spread again, counted from now, at half confidence.
+    """
+    elapsed_ms = max(0, now_ms - since_ms) if now_ms is not None else 0
+    n = sample_weight(model)
+    quantiles = None
+    confidence = cfg.default_confidence
+    if n >= cfg.min_samples:
+        qs = [quantile_ms(model, q, elapsed_ms) for q in (0.1, 0.5, 0.9)]
+        if None not in qs:
+            quantiles = tuple(qs)
+            confidence = n / (n + cfg.min_samples)
+    if quantiles is None:
+        level = lane.service_level if lane.service_level in cfg.service_level_transit_ms else cfg.default_service_level
+        quantiles = cfg.service_level_transit_ms[level]
+    p10, p50, p90 = quantiles
+    earliest_ms, eta_ms, latest_ms = since_ms + p10, since_ms + p50, since_ms + p90
+    if now_ms is not None:
+        if eta_ms < now_ms:
+            earliest_ms, eta_ms, latest_ms = now_ms, now_ms + (p50 - p10), now_ms + (p90 - p10)
+            confidence /= 2
+        earliest_ms = max(earliest_ms, now_ms)
+    return EtaUpdate(tracking_id, int(eta_ms), int(earliest_ms), int(latest_ms), confidence, BASIS_LANE,
+                     now_ms if now_ms is not None else since_ms)
