@@ -12,7 +12,8 @@ turns the re-ingest into a no-op.
 
 Format assumptions: UTF-8 (a leading BOM is tolerated), one record per line; a CSV
 file's first line is its header. Quoted CSV fields spanning lines are not supported
-and end up as BAD_FILE_LINE dead letters rather than being stitched together.
+and end up as BAD_FILE_LINE dead letters rather than being stitched together. Columns
+other than the scan fields are ignored and do not affect a derived event_id.
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ DERIVED_EVENT_ID_HEX_CHARS = 32
 FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 REQUIRED_COLUMNS = frozenset({"tracking_id", "carrier", "raw_code"})
 TIME_COLUMNS = ("event_time_ms", "event_time")
+# leg is an Avro int; fastavro writes out-of-range ints without complaint, so the bound is checked here.
+MAX_LEG = 2**31 - 1
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _BOM = "\ufeff"
@@ -137,7 +140,7 @@ def parse_partner_lines(lines: BinaryIO | Iterable[bytes], *, name: str, fmt: st
             dead(reason, f"{record['event_id']} {record['tracking_id']!r}", original, line_no)
             continue
         try:
-            # Catches what parsing let through but the topic cannot carry, e.g. a leg beyond int32.
+            # Catches anything parsing let through that the scans topic cannot carry.
             encode("scans", record)
         except ContractError as exc:
             dead(BAD_FILE_LINE, str(exc), original, line_no)
@@ -264,6 +267,8 @@ def _to_scan(fields: Mapping[str, Any], partner: str) -> dict[str, Any]:
         raise _BadLine("lat and lon must both be set or both be empty")
     leg_raw = fields.get("leg")
     leg = 1 if leg_raw is None or (isinstance(leg_raw, str) and not leg_raw.strip()) else _int(leg_raw, "leg")
+    if not 1 <= leg <= MAX_LEG:
+        raise _BadLine(f"leg must be 1..{MAX_LEG}, got {leg}")
     record: dict[str, Any] = {
         "event_id": "",
         "tracking_id": _text(fields, "tracking_id"),
