@@ -1,0 +1,259 @@
+"""Promise risk: will this parcel miss its promised window, and how did it end?
+
+Per parcel (keyed by tracking_id) :func:`risk_step` takes each ETA update and keeps
+at most one open LATE_RISK alert:
+
+* OPEN when the ETA window's late edge (``latest_ms``) passes the promised window
+  end. Lateness ``late_by_ms = latest_ms - promised_window_end_ms``; severity
+  WARNING below ``critical_after_ms`` (30 min), CRITICAL from there.
+* UPDATED only when it gets worse by a step: severity rises, or lateness grows by
+  ``worsen_step_ms`` (15 min) over what was last reported. Improvements that stay
+  late are not reported; a customer-facing channel needs news, not jitter.
+* RESOLVED once the late edge is back ``resolve_margin_ms`` (5 min) inside the
+  promise. The margin is hysteresis: an ETA hovering at the promise end would
+  otherwise open and resolve an alert on every update.
+
+Every alert of one episode shares an ``alert_id`` = hash(type, tracking_id, time
+first raised) with the raising evidence's event time, so a replay raises the same
+id and the alert sink upserts instead of duplicating; ``revision`` orders the
+lifecycle within it.
+
+:func:`on_delivered` closes any open alert, emits the :class:`SlaOutcome` and
+clears the state.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from udfs.decision import Decision
+from udfs.eta import EtaUpdate
+from udfs.lanes import Lane
+
+LATE_RISK = "LATE_RISK"
+WARNING = "WARNING"
+CRITICAL = "CRITICAL"
+_SEVERITY_RANK = {WARNING: 1, CRITICAL: 2}
+OPEN, UPDATED, RESOLVED = "OPEN", "UPDATED", "RESOLVED"
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class PromiseConfig:
+    critical_after_ms: int = 30 * 60_000
+    worsen_step_ms: int = 15 * 60_000
+    resolve_margin_ms: int = 5 * 60_000
+    # A parcel never delivered (lost, returned outside our feed) is forgotten this long
+    # after its promise ended, so its state cannot leak.
+    forget_after_ms: int = 7 * DAY_MS
+
+
+DEFAULT_CONFIG = PromiseConfig()
+
+
+@dataclass(frozen=True)
+class PromiseAlert:
+    alert_id: str
+    type: str
+    # OPEN, UPDATED or RESOLVED, as in avro/alerts.avsc AlertState.
+    state: str
+    severity: str
+    tracking_id: str
+    # Event time of the evidence that raised or changed the alert.
+    event_time_ms: int
+    raised_ms: int
+    revision: int
+    late_by_ms: int
+    eta_ms: int | None
+    latest_ms: int | None
+    promised_window_end_ms: int
+    basis: str | None
+    # Why a RESOLVED alert closed: ON_TRACK, DELIVERED or EXPIRED; None otherwise.
+    reason: str | None = None
+
+    def to_alert_record(self, detected_time_ms: int) -> dict[str, Any]:
+        """The ``ff.alerts`` record (avro/alerts.avsc); details values are strings there."""
+        details = {
+            "raised_ms": str(self.raised_ms),
+            "revision": str(self.revision),
+            "late_by_ms": str(self.late_by_ms),
+            "promised_window_end_ms": str(self.promised_window_end_ms),
+        }
+        for name in ("eta_ms", "latest_ms", "basis", "reason"):
+            value = getattr(self, name)
+            if value is not None:
+                details[name] = str(value)
+        return {
+            "alert_id": self.alert_id,
+            "type": self.type,
+            "severity": self.severity,
+            "entity_type": "PACKAGE",
+            "entity_id": self.tracking_id,
+            "event_time_ms": self.event_time_ms,
+            "detected_time_ms": detected_time_ms,
+            "details": details,
+            "route_to": "ops",
+            "state": self.state,
+        }
+
+
+@dataclass(frozen=True)
+class SlaOutcome:
+    tracking_id: str
+    carrier: str
+    lane: str
+    # Reporting day 'YYYY-MM-DD' (UTC date of the promise end unless the caller says otherwise).
+    day: str
+    on_time: bool
+    lateness_ms: int
+
+
+def alert_id(alert_type: str, tracking_id: str, raised_ms: int) -> str:
+    # hashlib, not hash(): Python salts str hashes per process, replays must agree.
+    return hashlib.sha256(f"{alert_type}|{tracking_id}|{raised_ms}".encode()).hexdigest()[:24]
+
+
+def civil_from_days(days: int) -> tuple[int, int, int]:
+    """(year, month, day) of the proleptic Gregorian date ``days`` after 1970-01-01.
+
+    Counts in 400-year eras of 146097 days, with years starting on 1 March so the
+    leap day falls at the end of the year and month lengths follow a linear rule.
+    """
+    z = days + 719_468  # days since 0000-03-01
+    era = z // 146_097
+    doe = z - era * 146_097  # day of era, 0..146096
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365  # year of era, 0..399
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)  # day of March-based year, 0..365
+    mp = (5 * doy + 2) // 153  # March = 0 .. February = 11
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (1 if month <= 2 else 0)
+    return year, month, day
+
+
+def utc_day(epoch_ms: int) -> str:
+    y, m, d = civil_from_days(epoch_ms // DAY_MS)
+    return f"{y:04d}-{m:02d}-{d:02d}"
+
+
+def _forget_at_ms(st: Mapping[str, Any], cfg: PromiseConfig) -> int:
+    # Kept alive by fresh estimates as well as by a promise still ahead.
+    end_ms = st.get("promised_end_ms")
+    as_of_ms = st["as_of_ms"]
+    return (as_of_ms if end_ms is None else max(end_ms, as_of_ms)) + cfg.forget_after_ms
+
+
+def _severity(late_by_ms: int, cfg: PromiseConfig) -> str:
+    return CRITICAL if late_by_ms >= cfg.critical_after_ms else WARNING
+
+
+def _alert(tracking_id: str, open_: Mapping[str, Any], state: str, event_time_ms: int, promised_end_ms: int,
+           eta: EtaUpdate | None, reason: str | None = None) -> PromiseAlert:
+    return PromiseAlert(
+        alert_id=open_["alert_id"], type=LATE_RISK, state=state, severity=open_["severity"],
+        tracking_id=tracking_id, event_time_ms=event_time_ms, raised_ms=open_["raised_ms"],
+        revision=open_["revision"], late_by_ms=open_["late_by_ms"],
+        eta_ms=eta.eta_ms if eta else None, latest_ms=eta.latest_ms if eta else None,
+        promised_window_end_ms=promised_end_ms, basis=eta.basis if eta else None, reason=reason,
+    )
+
+
+def risk_step(state: Mapping[str, Any] | None, eta_update: EtaUpdate, promised_window_end_ms: int | None,
+              now_ms: int, cfg: PromiseConfig = DEFAULT_CONFIG) -> Decision:
+    """One ETA update for one parcel -> open/update/resolve its LATE_RISK alert.
+
+    State (plain dict): ``as_of_ms`` of the freshest estimate applied (older ones are
+    dropped, so a late-arriving stale ETA cannot raise or resolve anything),
+    ``promised_end_ms``, ``timer_ms`` (forget timer) and ``open`` (the open alert's
+    id, raised time, severity, reported lateness, revision) or None. Cleared by
+    :func:`on_delivered` or :func:`risk_on_timer`.
+    """
+    st = dict(state) if state else {}
+    as_of_ms = eta_update.as_of_ms if eta_update.as_of_ms is not None else now_ms
+    if st.get("as_of_ms") is not None and as_of_ms < st["as_of_ms"]:
+        return Decision(state)
+    st["as_of_ms"] = as_of_ms
+    st["tracking_id"] = eta_update.tracking_id
+    if promised_window_end_ms is not None:
+        st["promised_end_ms"] = promised_window_end_ms
+    timer_ms = None
+    if st.get("timer_ms") is None:
+        timer_ms = _forget_at_ms(st, cfg)
+        st["timer_ms"] = timer_ms
+    if promised_window_end_ms is None:
+        return Decision(st, timer_ms=timer_ms)
+
+    tid = eta_update.tracking_id
+    late_by_ms = eta_update.latest_ms - promised_window_end_ms
+    open_ = st.get("open")
+    if open_ is None:
+        if late_by_ms <= 0:
+            return Decision(st, timer_ms=timer_ms)
+        open_ = {"alert_id": alert_id(LATE_RISK, tid, as_of_ms), "raised_ms": as_of_ms,
+                 "severity": _severity(late_by_ms, cfg), "late_by_ms": late_by_ms, "revision": 1}
+        st["open"] = open_
+        return Decision(st, (_alert(tid, open_, OPEN, as_of_ms, promised_window_end_ms, eta_update),), timer_ms)
+
+    if late_by_ms <= -cfg.resolve_margin_ms:
+        closed = dict(open_, revision=open_["revision"] + 1)
+        st["open"] = None
+        alert = _alert(tid, closed, RESOLVED, as_of_ms, promised_window_end_ms, eta_update, "ON_TRACK")
+        return Decision(st, (alert,), timer_ms)
+
+    severity = _severity(late_by_ms, cfg)
+    worse = (_SEVERITY_RANK[severity] > _SEVERITY_RANK[open_["severity"]]
+             or late_by_ms >= open_["late_by_ms"] + cfg.worsen_step_ms)
+    if not worse:
+        return Decision(st, timer_ms=timer_ms)
+    open_ = dict(open_, severity=severity, late_by_ms=late_by_ms, revision=open_["revision"] + 1)
+    st["open"] = open_
+    return Decision(st, (_alert(tid, open_, UPDATED, as_of_ms, promised_window_end_ms, eta_update),), timer_ms)
+
+
+def on_delivered(state: Mapping[str, Any] | None, tracking_id: str, delivered_ms: int,
+                 promised_window_end_ms: int | None, carrier: str, lane: Lane | str,
+                 day: str | None = None) -> Decision:
+    """Delivery: resolve any open alert, emit the SLA outcome, clear the state.
+
+    ``day`` defaults to the UTC date of the promise end: a parcel two days late
+    counts against the day it was due, so each day's on-time rate has a stable
+    denominator (the parcels due that day). Without a promise there is nothing to
+    score and only the state is cleared. A repeated delivery event finds no state
+    and emits the same SlaOutcome again; the sink upserts it by tracking_id.
+    """
+    st = state or {}
+    emits: list[Any] = []
+    open_ = st.get("open")
+    end_ms = promised_window_end_ms if promised_window_end_ms is not None else st.get("promised_end_ms")
+    if open_:
+        closed = dict(open_, revision=open_["revision"] + 1)
+        emits.append(_alert(tracking_id, closed, RESOLVED, delivered_ms,
+                            end_ms if end_ms is not None else 0, None, "DELIVERED"))
+    if end_ms is not None:
+        lateness_ms = max(0, delivered_ms - end_ms)
+        emits.append(SlaOutcome(
+            tracking_id=tracking_id, carrier=carrier,
+            lane=lane.key if isinstance(lane, Lane) else lane,
+            day=day if day is not None else utc_day(end_ms),
+            on_time=lateness_ms == 0, lateness_ms=lateness_ms,
+        ))
+    timer = st.get("timer_ms")
+    return Decision(None, tuple(emits), cancel_timers_ms=(timer,) if timer is not None else ())
+
+
+def risk_on_timer(state: Mapping[str, Any] | None, timer_ms: int, cfg: PromiseConfig = DEFAULT_CONFIG) -> Decision:
+    """Forget a parcel whose delivery never came; re-arm while estimates keep coming
+    or the promise moved later. An open alert is closed as EXPIRED rather than left
+    dangling in the alert view."""
+    if not state:
+        return Decision(None)
+    forget_at_ms = _forget_at_ms(state, cfg)
+    if timer_ms < forget_at_ms:
+        return Decision(dict(state, timer_ms=forget_at_ms), timer_ms=forget_at_ms)
+    emits: tuple[PromiseAlert, ...] = ()
+    open_ = state.get("open")
+    if open_:
+        closed = dict(open_, revision=open_["revision"] + 1)
+        emits = (_alert(state["tracking_id"], closed, RESOLVED, timer_ms, state["promised_end_ms"], None, "EXPIRED"),)
+    return Decision(None, emits)
