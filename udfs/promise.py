@@ -45,7 +45,7 @@ class PromiseConfig:
     worsen_step_ms: int = 15 * 60_000
     resolve_margin_ms: int = 5 * 60_000
     # A parcel never delivered (lost, returned outside our feed) is forgotten this long
-    # after its promise ended, so its state cannot leak.
+    # after its promise end or its last estimate, whichever is later, so its state cannot leak.
     forget_after_ms: int = 7 * DAY_MS
 
 

@@ -27,6 +27,11 @@ samples; after that the count stops growing and each new sample moves the mean b
 Exact statistics for young slots, and old slots still follow road works and
 seasonal change instead of freezing on last year's traffic.
 
+Hour-of-week is UTC because ``udfs/`` has no time-zone database. Each cell lies in
+one zone, so its slots still line up with local rush hours. Daylight saving moves
+local rush hour by one UTC hour for half the year, which blurs neighbouring slots
+rather than mixing different places.
+
 Known bias: only moving pings are learned (stops would be mostly delivery dwell,
 which the ETA rule models separately), so the model also drops time stood at traffic
 lights. Expected speeds are therefore moving speeds and run optimistic in stop-go
