@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -40,8 +39,8 @@ class _Version:
 
 
 def _fingerprint(parsed: Any) -> bytes:
-    hex_digest = fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
-    return struct.pack("<Q", int(hex_digest, 16))
+    # fastavro's hex digest already lists the bytes in the spec's little-endian order.
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
 
 
 def _load(path: Path, name: str) -> _Version:

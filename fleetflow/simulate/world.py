@@ -9,7 +9,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from fleetflow.simulate.geo import Point, clamp_placement, dist_m, to_latlon, to_xy
+from fleetflow.simulate.geo import Point, clamp_placement, dist_m, to_latlon
 
 REGIONS = ("W", "E")
 # Street spacing of the grid the roads snap their turns to, like city blocks.
@@ -203,10 +203,3 @@ def _grid_cuts(rng: random.Random, start: float, end: float, n: int) -> list[flo
     out.append(end)
     return out
 
-
-def latlon_of(xy: Point) -> tuple[float, float]:
-    return to_latlon(*xy)
-
-
-def xy_of(lat: float, lon: float) -> Point:
-    return to_xy(lat, lon)

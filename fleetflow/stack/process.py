@@ -57,6 +57,11 @@ class Daemon:
                 env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
+        # Between fork and exec the child still shows our own command line; give it a moment
+        # so that alive() does not mistake a starting service for a dead one.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and self.pid() is None and proc.poll() is None:
+            time.sleep(0.02)
         return proc.pid
 
     def stop(self, timeout_s: float = 30.0) -> bool:

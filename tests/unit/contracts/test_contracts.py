@@ -111,21 +111,12 @@ def test_every_topic_schema_has_a_golden_encoding():
     assert set(GOLDEN) == set(schema_names()) == {t.schema for t in topics.ALL if t.schema}
 
 
-# fleetflow/contracts.py packs fastavro's CRC-64-AVRO hex digest with struct.pack("<Q", int(hex, 16)).
-# fastavro's digest is already the little-endian byte sequence, so the codec puts the fingerprint on
-# the wire big-endian, which other Avro implementations will not recognise. The fix is
-# ``bytes.fromhex(hex_digest)`` in contracts._fingerprint; these tests then XPASS and their marker goes.
-FINGERPRINT_IS_BIG_ENDIAN_ON_THE_WIRE = pytest.mark.xfail(
-    strict=True, reason="contracts._fingerprint reverses fastavro's little-endian digest")
-
-
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_body_is_byte_exact(name):
     record, _, body_hex = GOLDEN[name]
     assert encode(name, record)[10:].hex() == body_hex
 
 
-@FINGERPRINT_IS_BIG_ENDIAN_ON_THE_WIRE
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_encoding_is_byte_exact(name):
     record, fingerprint_hex, body_hex = GOLDEN[name]
@@ -137,7 +128,6 @@ def test_header_starts_with_single_object_marker(name):
     assert encode(name, GOLDEN[name][0])[:2] == b"\xc3\x01"
 
 
-@FINGERPRINT_IS_BIG_ENDIAN_ON_THE_WIRE
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_header_fingerprint_is_little_endian_crc64_avro_of_canonical_form(name):
     data = encode(name, GOLDEN[name][0])

@@ -1,0 +1,134 @@
+"""The ``fleetflow`` command."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from rich.console import Console
+
+from fleetflow import logs, settings
+from fleetflow.stack.process import StackError
+
+console = Console(stderr=False)
+log = logging.getLogger("fleetflow.cli")
+
+
+def _say(msg: str) -> None:
+    console.print(msg, highlight=False)
+    log.info(msg)
+
+
+def cmd_setup(s, args):
+    from fleetflow import setup
+    setup.setup(s, _say)
+    _say("setup done")
+
+
+def cmd_up(s, args):
+    from fleetflow import schema, stack
+    with console.status("starting the stack…"):
+        stack.up(s, progress=_say)
+        if not args.no_init:
+            _say(f"init: {schema.init(s)}")
+    cmd_status(s, args)
+
+
+def cmd_down(s, args):
+    from fleetflow import stack
+    stopped = stack.down(s, progress=_say)
+    _say(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+def cmd_status(s, args):
+    from rich.table import Table
+
+    from fleetflow import stack
+    t = Table("service", "pid", "ready", "log")
+    for st in stack.status(s):
+        t.add_row(st.name, str(st.pid or "-"), "yes" if st.ready else "no", st.log_file)
+    console.print(t)
+
+
+def cmd_logs(s, args):
+    from fleetflow import stack
+    path = stack.log_path(s, args.service)
+    with open(path, errors="replace") as f:
+        lines = f.readlines()[-args.lines:]
+    sys.stdout.writelines(lines)
+
+
+def cmd_init(s, args):
+    from fleetflow import schema
+    _say(json.dumps(schema.init(s)))
+
+
+def cmd_jobs(s, args):
+    from fleetflow import flinkjobs
+    if args.action == "list":
+        for j in flinkjobs.list_jobs(s):
+            console.print(f"{j.job_id}  {j.state:<10} {j.name}")
+    elif args.action == "submit":
+        j = flinkjobs.submit(s, args.name)
+        _say(f"{j.name} {j.state} {j.job_id}  dashboard: {s.flink_rest_url}/#/job/running/{j.job_id}/overview")
+
+
+def cmd_demo(s, args):
+    from fleetflow import demo
+    with console.status("bringing up the demo…"):
+        tid = demo.run(s, n_shipments=args.shipments, progress=_say)
+    console.print()
+    console.print(f"Flink dashboard : {s.flink_rest_url}")
+    console.print(f"API             : {s.api_url}/docs")
+    console.print(f"Try             : curl -s {s.api_url}/v1/shipments/{tid}")
+    console.print("Stop everything : fleetflow down")
+
+
+def cmd_api(s, args):
+    import uvicorn
+    uvicorn.run("api.main:app", host=s.host, port=args.port or s.api_port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fleetflow", description="FleetFlow: real-time delivery tracking on Flink.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("setup", help="fetch Kafka/Cassandra/connector jars (Maven) and redis-server (apt)").set_defaults(
+        fn=cmd_setup)
+    up = sub.add_parser("up", help="start Kafka, Cassandra, Redis and a Flink session cluster on loopback")
+    up.add_argument("--no-init", action="store_true", help="do not create topics and tables")
+    up.set_defaults(fn=cmd_up)
+    sub.add_parser("down", help="stop everything fleetflow started").set_defaults(fn=cmd_down)
+    sub.add_parser("status", help="show which services run and answer").set_defaults(fn=cmd_status)
+    lg = sub.add_parser("logs", help="print the tail of a service log")
+    lg.add_argument("service", help="kafka, cassandra, redis, flink-jobmanager, flink-taskmanager, api")
+    lg.add_argument("-n", "--lines", type=int, default=50)
+    lg.set_defaults(fn=cmd_logs)
+    sub.add_parser("init", help="create Kafka topics and apply Cassandra migrations (idempotent)").set_defaults(
+        fn=cmd_init)
+    jobs = sub.add_parser("jobs", help="manage Flink jobs")
+    jobs.add_argument("action", choices=["list", "submit"])
+    jobs.add_argument("name", nargs="?", default="fleetflow-shipment-status")
+    jobs.set_defaults(fn=cmd_jobs)
+    demo = sub.add_parser("demo", help="stack + job + API + demo shipments, then print a curl that works")
+    demo.add_argument("--shipments", type=int, default=8)
+    demo.set_defaults(fn=cmd_demo)
+    api = sub.add_parser("api", help="serve the API in the foreground")
+    api.add_argument("--port", type=int)
+    api.set_defaults(fn=cmd_api)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    s = settings.load()
+    logs.configure(s)
+    try:
+        args.fn(s, args)
+    except StackError as exc:
+        log.error(str(exc))
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,43 @@
+"""Producing to and reading from FleetFlow topics with kafka-python."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from fleetflow import contracts
+
+
+def producer(bootstrap: str, **overrides):
+    from kafka import KafkaProducer
+    # acks=all + idempotence: a publish returns only once the broker has it, exactly once.
+    opts = dict(bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=True,
+                retries=5, max_in_flight_requests_per_connection=1)
+    opts.update(overrides)
+    return KafkaProducer(**opts)
+
+
+def publish(bootstrap: str, topic: str, schema: str, records: Iterable[dict], key_field: str | None) -> int:
+    p = producer(bootstrap)
+    n = 0
+    try:
+        futures = []
+        for r in records:
+            key = r[key_field].encode() if key_field else None
+            futures.append(p.send(topic, key=key, value=contracts.encode(schema, r)))
+            n += 1
+        p.flush()
+        for f in futures:
+            f.get(timeout=30)
+    finally:
+        p.close()
+    return n
+
+
+def read_all(bootstrap: str, topic: str, timeout_ms: int = 3000) -> list[bytes]:
+    """Every value currently in ``topic`` (for tests and the CLI)."""
+    from kafka import KafkaConsumer
+    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+                      consumer_timeout_ms=timeout_ms, group_id=None)
+    try:
+        return [m.value for m in c]
+    finally:
+        c.close()
