@@ -178,3 +178,37 @@ def dead_letter(reason: str = "UNDECODABLE", original: bytes = b"\x00garbage", *
         "source_offset": source_offset,
         "detected_time_ms": detected_ms,
     }
+
+
+# --- geofence / vehicle geometry -------------------------------------------------------
+# Metres per degree near the default ping position; good to ~0.5 %, which every geometry
+# test leaves room for by keeping points tens of metres from any edge.
+_M_PER_DEG_LAT = 111_250.0
+
+
+def offset(lat: float, lon: float, *, north_m: float = 0.0, east_m: float = 0.0) -> tuple[float, float]:
+    """The point ``north_m``/``east_m`` metres from (lat, lon)."""
+    import math
+    return (lat + north_m / _M_PER_DEG_LAT,
+            lon + east_m / (_M_PER_DEG_LAT * math.cos(math.radians(lat))))
+
+
+def geofence(geofence_id: str = "FENCE1", kind: str = "CUSTOMER_STOP", *, lat: float = 52.5200,
+             lon: float = 13.4050, radius_m: float | None = 100.0, wkt: str | None = None,
+             dwell_ms: int | None = None, min_pings: int | None = None, exit_buffer_m: float | None = None,
+             facility_id: str | None = None) -> dict[str, Any]:
+    """A fence definition as the geofence topic/config carries it: a circle unless ``wkt`` is given."""
+    d: dict[str, Any] = {"geofence_id": geofence_id, "kind": kind, "facility_id": facility_id,
+                         "dwell_ms": dwell_ms, "min_pings": min_pings, "exit_buffer_m": exit_buffer_m}
+    if wkt is not None:
+        d["wkt"] = wkt
+    else:
+        d["circle"] = {"lat": lat, "lon": lon, "radius_m": radius_m}
+    return d
+
+
+def square_wkt(lat: float, lon: float, half_side_m: float) -> str:
+    """WKT of an axis-aligned square of side 2*half_side_m centred on (lat, lon)."""
+    s_lat, w_lon = offset(lat, lon, north_m=-half_side_m, east_m=-half_side_m)
+    n_lat, e_lon = offset(lat, lon, north_m=half_side_m, east_m=half_side_m)
+    return (f"POLYGON(({w_lon} {s_lat}, {e_lon} {s_lat}, {e_lon} {n_lat}, {w_lon} {n_lat}, {w_lon} {s_lat}))")
