@@ -193,20 +193,6 @@ def offset(lat: float, lon: float, *, north_m: float = 0.0, east_m: float = 0.0)
             lon + east_m / (_M_PER_DEG_LAT * math.cos(math.radians(lat))))
 
 
-def geofence(geofence_id: str = "FENCE1", kind: str = "CUSTOMER_STOP", *, lat: float = 52.5200,
-             lon: float = 13.4050, radius_m: float | None = 100.0, wkt: str | None = None,
-             dwell_ms: int | None = None, min_pings: int | None = None, exit_buffer_m: float | None = None,
-             facility_id: str | None = None) -> dict[str, Any]:
-    """A fence definition as the geofence topic/config carries it: a circle unless ``wkt`` is given."""
-    d: dict[str, Any] = {"geofence_id": geofence_id, "kind": kind, "facility_id": facility_id,
-                         "dwell_ms": dwell_ms, "min_pings": min_pings, "exit_buffer_m": exit_buffer_m}
-    if wkt is not None:
-        d["wkt"] = wkt
-    else:
-        d["circle"] = {"lat": lat, "lon": lon, "radius_m": radius_m}
-    return d
-
-
 def square_wkt(lat: float, lon: float, half_side_m: float) -> str:
     """WKT of an axis-aligned square of side 2*half_side_m centred on (lat, lon)."""
     s_lat, w_lon = offset(lat, lon, north_m=-half_side_m, east_m=-half_side_m)

@@ -59,13 +59,15 @@ from shapely.geometry import shape as geojson_shape
 
 KINDS = ("DEPOT", "HUB", "CUSTOMER_STOP", "RESTRICTED")
 
+# Defaults equal avro/geofences.avsc, so a config dict and a topic record with the
+# knobs omitted mean the same fence.
 # A van must be seen inside for this long, or for MIN_PINGS consecutive pings, before
 # ENTER: one jittery fix at a fence edge is not an arrival.
-DEFAULT_DWELL_MS = 60_000
-DEFAULT_MIN_PINGS = 3
-# EXIT needs the van beyond the fence plus this margin. 50 m is roughly 2-3x typical
-# urban GPS error, so edge jitter cannot produce an EXIT.
-DEFAULT_EXIT_BUFFER_M = 50.0
+DEFAULT_DWELL_MS = 120_000
+DEFAULT_MIN_PINGS = 2
+# EXIT needs the van beyond the fence plus this margin, well over typical urban GPS
+# error, so edge jitter cannot produce an EXIT.
+DEFAULT_EXIT_BUFFER_M = 30.0
 # Resolution 10 cells (~76 m edge) keep boundary cells narrow compared with typical
 # customer-stop fences (50-300 m), so most pings land in cells needing no exact test.
 DEFAULT_RESOLUTION = 10
@@ -227,11 +229,12 @@ class Geofence:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> "Geofence":
-        """Build from a config/Avro-style dict.
+        """Build from a geofences-topic record (avro/geofences.avsc) or a config dict.
 
-        Geometry keys, first match wins: ``wkt``/``polygon_wkt``; ``geojson``;
+        Geometry keys, first match wins: ``polygon_wkt``/``wkt``; ``geojson``;
         ``circle`` = {lat, lon, radius_m}; flat ``lat``/``lon``/``radius_m``.
-        Missing or null knobs take the module defaults.
+        Missing or null knobs take the module defaults. Tombstones (``deleted``) are
+        the index's business: see ``GeofenceIndex.apply_record``.
         """
         knobs: dict[str, Any] = {}
         for key, cast in (("dwell_ms", int), ("min_pings", int), ("exit_buffer_m", float)):
@@ -239,7 +242,7 @@ class Geofence:
                 knobs[key] = cast(d[key])
         knobs["facility_id"] = d.get("facility_id")
         fid, kind = d.get("geofence_id"), d.get("kind")
-        wkt = d.get("wkt") or d.get("polygon_wkt")
+        wkt = d.get("polygon_wkt") or d.get("wkt")
         if wkt:
             return Geofence.polygon(fid, kind, wkt=wkt, **knobs)
         if d.get("geojson"):
@@ -531,6 +534,13 @@ class GeofenceIndex:
         self._fences[fid] = fence
         self._shapes[fid] = (inner, outer)
         self._fence_cells[fid] = (inner_cells, outer_cells)
+
+    def apply_record(self, record: Mapping[str, Any]) -> None:
+        """Apply one geofences-topic record: upsert, or remove when ``deleted`` is true."""
+        if record.get("deleted"):
+            self.remove(record["geofence_id"])
+        else:
+            self.add(Geofence.from_dict(record))
 
     def remove(self, geofence_id: str) -> bool:
         """Drop a fence; returns False when it was not indexed. Touches only its own cells."""

@@ -1,5 +1,7 @@
+import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 
@@ -16,8 +18,11 @@ from udfs.geofence import (
 LAT, LON = 52.5200, 13.4050
 
 
-def fence(**kw) -> Geofence:
-    return Geofence.from_dict(geofence(**kw))
+def fence(geofence_id: str = "FENCE1", *, lat: float = LAT, lon: float = LON, radius_m: float = 100.0,
+          wkt: str | None = None, **kw) -> Geofence:
+    """A Geofence from the topic-shaped builder record: a circle unless ``wkt`` is given."""
+    circle = None if wkt else (lat, lon, radius_m)
+    return Geofence.from_dict(geofence(geofence_id, kw.pop("kind", "CUSTOMER_STOP"), circle=circle, polygon_wkt=wkt, **kw))
 
 
 # A non-convex polygon with a hole: an L-shaped yard with a building in the middle.
@@ -52,10 +57,17 @@ def test_distance_to_polyline_measures_to_nearest_segment_not_vertex():
 
 # ------------------------------------------------------------------ fence definitions
 
-def test_from_dict_builds_circle_with_default_knobs():
-    f = fence(radius_m=120.0, facility_id="FAC1")
+def test_from_dict_reads_topic_record_circle():
+    f = fence(radius_m=120.0, facility_id="FAC1", dwell_ms=90_000, min_pings=4, exit_buffer_m=45.0)
     assert f.is_circle and f.radius_m == 120.0 and f.facility_id == "FAC1"
-    assert (f.dwell_ms, f.min_pings, f.exit_buffer_m) == (60_000, 3, 50.0)
+    assert (f.dwell_ms, f.min_pings, f.exit_buffer_m) == (90_000, 4, 45.0)
+
+
+def test_from_dict_defaults_match_topic_schema_defaults():
+    schema = json.loads((Path(__file__).resolve().parents[3] / "avro" / "geofences.avsc").read_text())
+    defaults = {f["name"]: f.get("default") for f in schema["fields"]}
+    f = Geofence.from_dict({"geofence_id": "A", "kind": "HUB", "circle": {"lat": LAT, "lon": LON, "radius_m": 80}})
+    assert (f.dwell_ms, f.min_pings, f.exit_buffer_m) == (defaults["dwell_ms"], defaults["min_pings"], defaults["exit_buffer_m"])
 
 
 def test_from_dict_reads_flat_circle_wkt_and_geojson():
@@ -202,6 +214,14 @@ def test_add_with_existing_id_replaces_geometry():
     assert idx.lookup(LAT, LON) == frozenset()
     assert idx.lookup(52.53, LON) == {"FENCE1"}
     assert len(idx) == 1
+
+
+def test_apply_record_upserts_and_honours_deleted_tombstone():
+    idx = GeofenceIndex()
+    idx.apply_record(geofence("GF1", circle=(LAT, LON, 100.0)))
+    assert idx.lookup(LAT, LON) == {"GF1"}
+    idx.apply_record(geofence("GF1", circle=(LAT, LON, 100.0), deleted=True))
+    assert idx.lookup(LAT, LON) == frozenset() and len(idx) == 0
 
 
 def test_remove_forgets_fence_and_frees_its_cells():
