@@ -2,7 +2,7 @@
 
 The simulator speaks each carrier's own dialect, so the lifecycle job's normaliser is
 exercised for real: the code is found by reverse lookup of (status, detail) in the
-same fleetflow/carriers/<CARRIER>.yaml files the normaliser reads.
+same fleetflow/carriers/<carrier>.yaml files the normaliser reads.
 """
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
-CARRIERS_DIR = Path(__file__).resolve().parent.parent / "carriers"
+from fleetflow.carrier_mappings import CARRIERS_DIR, load_all
 
 LABEL_CREATED = ("INFO_RECEIVED", "LABEL_CREATED")
 PICKED_UP = ("IN_TRANSIT", "PICKED_UP")
@@ -43,28 +41,30 @@ class MissingCarrierCode(LookupError):
 
 
 @lru_cache(maxsize=None)
-def _codes_by_stage(carrier: str, directory: str) -> dict[tuple[str, str], RawCode]:
-    path = Path(directory) / f"{carrier}.yaml"
-    if not path.is_file():
-        raise MissingCarrierCode(f"no carrier mapping file {path}")
-    doc = yaml.safe_load(path.read_text()) or {}
-    out: dict[tuple[str, str], RawCode] = {}
-    for raw, entry in (doc.get("codes") or {}).items():
-        stage = (str(entry.get("status")), str(entry.get("detail")))
-        # First code in file order wins, so the choice is stable when a carrier has synonyms.
-        out.setdefault(stage, RawCode(str(raw), str(entry.get("text") or "")))
+def _codes_by_stage(directory: str) -> dict[str, dict[tuple[str, str], RawCode]]:
+    out: dict[str, dict[tuple[str, str], RawCode]] = {}
+    for carrier, mapping in load_all(Path(directory)).items():
+        stages: dict[tuple[str, str], RawCode] = {}
+        for raw, code in mapping.codes.items():
+            # First code in file order wins, so the choice is stable when a carrier has synonyms.
+            stages.setdefault((code.status.value, code.detail.value), RawCode(raw, code.text))
+        out[carrier] = stages
     return out
 
 
-def raw_code(carrier: str, stage: tuple[str, str], directory: Path = CARRIERS_DIR) -> RawCode:
-    codes = _codes_by_stage(carrier, str(directory))
+def raw_code(carrier: str, stage: tuple[str, str], directory: Path | None = None) -> RawCode:
+    codes = _codes_by_stage(str(directory or CARRIERS_DIR))
     try:
-        return codes[stage]
+        return codes[carrier][stage]
     except KeyError:
-        raise MissingCarrierCode(f"{carrier} has no raw code for {stage}") from None
+        raise MissingCarrierCode(f"{carrier} has no raw code for {stage} in {directory or CARRIERS_DIR}") from None
 
 
-def check_carriers(carriers: tuple[str, ...], directory: Path = CARRIERS_DIR) -> None:
+def known_carriers(directory: Path | None = None) -> frozenset[str]:
+    return frozenset(_codes_by_stage(str(directory or CARRIERS_DIR)))
+
+
+def check_carriers(carriers: tuple[str, ...], directory: Path | None = None) -> None:
     """Fail fast, before generating anything, if a carrier lacks a code the simulator will use."""
     for carrier in carriers:
         for stage in STAGES:

@@ -12,11 +12,11 @@ from fleetflow.simulate import carriers as cc
 from fleetflow.simulate import faults as ff
 from fleetflow.simulate import truth as tt
 from fleetflow.simulate.config import SimConfig, rng_for
-from fleetflow.simulate.fleet import STALL, VanPlan, plan_van, van_pings
+from fleetflow.simulate.fleet import VanPlan, plan_van, van_pings
 from fleetflow.simulate.geo import to_latlon
 from fleetflow.simulate.shipments import (ATTEMPT_FAIL, DELIVER, OrderSim, ShipmentHistory, make_orders, plan_record,
                                           set_promises, shipment_history)
-from fleetflow.simulate.world import REGIONS, World, build_world, customer_stops
+from fleetflow.simulate.world import REGIONS, build_world, customer_stops
 
 MIN = 60_000
 HOUR = 3_600_000
@@ -83,10 +83,10 @@ def generate(cfg: SimConfig) -> Simulation:
     driver_key = cfg.driver_key if cfg.driver_key is not None else hmac_key_from_env()
     day = datetime.fromtimestamp(S / 1000, tz=timezone.utc).strftime("%Y%m%d")
 
-    events: list[tuple[str, str | None, str, dict[str, Any], int]] = []  # (schema, key, ..., record, event_time)
+    events: list[tuple[str, str | None, dict[str, Any], int]] = []  # (schema, key, record, event_time_ms)
 
     def emit(schema: str, key: str | None, record: dict[str, Any], event_time_ms: int) -> None:
-        events.append((schema, key, "", record, event_time_ms))
+        events.append((schema, key, record, event_time_ms))
 
     for f in world.facilities:
         emit("geofences", f"GF-{f.facility_id}", _facility_geofence(f, S - FACILITY_GEOFENCE_LEAD_MS),
@@ -138,10 +138,10 @@ def generate(cfg: SimConfig) -> Simulation:
 
     topic_of = {t.schema: t.name for t in topics.ALL if t.schema}
     lrng = rng_for(cfg.seed, "latency")
-    order_idx = sorted((i for i, e in enumerate(events) if e[4] <= H), key=lambda i: (events[i][4], i))
+    order_idx = sorted((i for i, e in enumerate(events) if e[3] <= H), key=lambda i: (events[i][3], i))
     clean = []
     for seq, i in enumerate(order_idx):
-        schema, key, _, record, t_ms = events[i]
+        schema, key, record, t_ms = events[i]
         lo, hi = LATENCY_MS.get(schema, DEFAULT_LATENCY_MS)
         clean.append(ff.CleanEvent(topic_of[schema], schema, key, record, t_ms, t_ms + lrng.randint(lo, hi), seq))
 
@@ -209,4 +209,24 @@ def _assignments(van: VanPlan, orders: list[OrderSim], start_ms: int, new_id) ->
     return out
 
 
-__all__ = ["Simulation", "Summary", "generate", "STALL", "World"]
+
+def simulate(cfg: SimConfig) -> Summary:
+    """Generate the run and deliver it to every output ``cfg`` names (recording file, truth file, Kafka)."""
+    from fleetflow.simulate import sinks
+
+    sim = generate(cfg)
+    summary = sim.summary
+    if cfg.out_path:
+        sinks.write_recording(cfg.out_path, sim.records)
+        summary.outputs.append(f"recording: {cfg.out_path}")
+    if cfg.truth_path:
+        sinks.write_truth(cfg.truth_path, sim.truth)
+        summary.outputs.append(f"truth: {cfg.truth_path}")
+    if cfg.bootstrap:
+        t0 = time.monotonic()
+        sink = sinks.KafkaSink(cfg.bootstrap)
+        summary.sent = sinks.send_all(sink, sinks.outgoing_as_recorded(sim.records), len(sim.records),
+                                      sinks.Pacer(cfg.rate_eps), cfg.progress, "simulate → kafka")
+        summary.send_s = time.monotonic() - t0
+        summary.outputs.append(f"kafka: {cfg.bootstrap} ({summary.sent} records)")
+    return summary
