@@ -1,14 +1,13 @@
-"""Shipment status job (walking skeleton): scans in, latest status per shipment out.
+"""Shipment status job: scans in, status per shipment out.
 
-Kafka ``ff.scans`` → decode (bad bytes → ``ff.dead-letters``) → event-time watermarks →
-keyed by tracking_id → latest status (dedup by event_id) → Cassandra history + current
-state, Redis current-state hash.
+Kafka ``ff.scans`` → decode + validate (anything untrusted → ``ff.dead-letters`` with its
+reason, bytes and origin) → event-time watermarks → dedup by event_id (keyed, TTL) →
+keyed by tracking_id → status rule → Cassandra history + current state, Redis hash.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -18,14 +17,17 @@ from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import OutputTag, ProcessFunction, StreamExecutionEnvironment
 
 from fleetflow import contracts, topics
+from fleetflow.carrier_mappings import load_all as load_carrier_mappings
+from fleetflow.ingest import route_record
 from jobs.operators import DecisionOperator
 from jobs.sinks import BYTES, StoreConfig, StoreWriter, discarding_sink, kafka_bytes_sink
-from udfs import latest_status
+from udfs import dedup, latest_status, validation
 from udfs.events import Scan
 
 JOB_NAME = "fleetflow-shipment-status"
 # Stable operator ids: savepoints map state to these, so never rename them.
 UID_DECODE = "scans-decode"
+UID_DEDUP = "scans-dedup"
 UID_WATERMARKS = "scans-watermarks"
 UID_STATUS = "shipment-latest-status"
 UID_STORE = "shipment-store-writer"
@@ -39,22 +41,49 @@ DEAD_LETTERS = OutputTag("dead-letters", BYTES)
 class JobConfig:
     out_of_orderness_ms: int = 60_000
     idleness_ms: int = 30_000
+    dedup_ttl_ms: int = dedup.DEFAULT_DEDUP_TTL_MS
+    future_tolerance_ms: int = validation.DEFAULT_FUTURE_TOLERANCE_MS
+    retention_ms: int = validation.DEFAULT_RETENTION_MS
     parallelism: int | None = None
 
+    def validation(self) -> validation.ValidationConfig:
+        return validation.ValidationConfig(future_tolerance_ms=self.future_tolerance_ms,
+                                           retention_ms=self.retention_ms)
 
-class DecodeScans(ProcessFunction):
-    """Decode Avro single-object scans; anything undecodable becomes a dead letter."""
+
+class ValidateScans(ProcessFunction):
+    """Decode and validate scans; anything that cannot be trusted becomes a dead letter.
+
+    Stateless. Counts records in and dead letters per reason as Flink metrics
+    (``scans_in``, ``scans_valid``, ``dead_letters_<REASON>``).
+    """
+
+    def __init__(self, cfg: validation.ValidationConfig, known_carriers: frozenset[str]):
+        self.cfg = cfg
+        self.known_carriers = known_carriers
+
+    def open(self, runtime_context):
+        self._metrics = runtime_context.get_metrics_group()
+        self._in = self._metrics.counter("scans_in")
+        self._valid = self._metrics.counter("scans_valid")
+        self._by_reason = {}
 
     def process_element(self, row, ctx: ProcessFunction.Context):
-        value = bytes(row["value"])
-        try:
-            _, record = contracts.decode(value, expected="scans")
+        self._in.inc()
+        now_ms = ctx.timer_service().current_processing_time()
+        record, dead = route_record(bytes(row["value"]), "scans", now_ms, self.cfg, self.known_carriers,
+                                    source_topic=row["topic"], source_partition=row["partition"],
+                                    source_offset=row["offset"])
+        if dead is None:
+            self._valid.inc()
             yield Scan.from_record(record)
-        except contracts.ContractError as exc:
-            yield DEAD_LETTERS, contracts.encode("dead_letters", {
-                "reason": exc.reason, "detail": str(exc)[:500], "original": value,
-                "source_topic": row["topic"], "source_partition": row["partition"], "source_offset": row["offset"],
-                "detected_time_ms": int(time.time() * 1000)})
+            return
+        counter = self._by_reason.get(dead["reason"])
+        if counter is None:
+            counter = self._by_reason[dead["reason"]] = self._metrics.counter(f"dead_letters_{dead['reason']}")
+        counter.inc()
+        dead["detail"] = dead["detail"][:500]
+        yield DEAD_LETTERS, contracts.encode("dead_letters", dead)
 
 
 class ScanTime(TimestampAssigner):
@@ -78,14 +107,20 @@ class Outputs:
 
 def build_pipeline(env: StreamExecutionEnvironment, scans, sinks: Sinks, cfg: JobConfig = JobConfig()) -> Outputs:
     """Wire the job. ``scans`` is a stream of RawRecord rows (see jobs/sources.py)."""
-    decoded = scans.process(DecodeScans(), output_type=Types.PICKLED_BYTE_ARRAY()).uid(UID_DECODE).name("decode scans")
+    decoded = (scans.process(ValidateScans(cfg.validation(), frozenset(load_carrier_mappings())), output_type=Types.PICKLED_BYTE_ARRAY())
+               .uid(UID_DECODE).name("decode + validate scans"))
     dead = decoded.get_side_output(DEAD_LETTERS)
     watermarks = (WatermarkStrategy
                   .for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
                   .with_timestamp_assigner(ScanTime())
                   .with_idleness(Duration.of_millis(cfg.idleness_ms)))
     timed = decoded.assign_timestamps_and_watermarks(watermarks).uid(UID_WATERMARKS).name("scan event time")
-    emits = (timed.key_by(lambda s: s.tracking_id, key_type=Types.STRING())
+    ttl_ms = cfg.dedup_ttl_ms
+    unique = (timed.key_by(lambda s: s.event_id, key_type=Types.STRING())
+              .process(DecisionOperator(lambda st, ev, now: dedup.step(st, ev, now, ttl_ms), dedup.on_timer,
+                                        state_name="dedup"), output_type=Types.PICKLED_BYTE_ARRAY())
+              .uid(UID_DEDUP).name("dedup by event_id"))
+    emits = (unique.key_by(lambda s: s.tracking_id, key_type=Types.STRING())
              .process(DecisionOperator(latest_status.step), output_type=Types.PICKLED_BYTE_ARRAY())
              .uid(UID_STATUS).name("latest status per shipment"))
     if sinks.store is not None:

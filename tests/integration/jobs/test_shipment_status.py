@@ -1,10 +1,11 @@
 """The shipment status job on a MiniCluster at parallelism 2 with its real watermark strategy."""
 import random
+import time
 
 import pytest
 
 from fleetflow import contracts
-from tests.builders import T0_MS, minutes, scan
+from tests.builders import minutes, scan
 
 pytestmark = pytest.mark.minicluster
 
@@ -31,6 +32,8 @@ def _run(flink_env, raw):
 
 
 def test_latest_status_per_shipment_with_duplicates_and_garbage(flink_env):
+    # Validation rejects events older than retention, so the scenario is anchored on now.
+    T0_MS = int(time.time() * 1000) - minutes(120)
     events = []
     for n in range(6):
         tid = f"TRK{n:04d}"
@@ -40,7 +43,10 @@ def test_latest_status_per_shipment_with_duplicates_and_garbage(flink_env):
     duplicates = events[::4]
     shuffled = events + duplicates
     random.Random(3).shuffle(shuffled)
-    raw = _raw(shuffled) + [(b"\x00garbage", "ff.scans", 0, 999), (b"\xc3\x01" + b"\x11" * 8 + b"x", "ff.scans", 1, 1000)]
+    invalid = [scan("TRK9999", "PU", at_ms=T0_MS, carrier="NOPE"), scan("", "PU", at_ms=T0_MS),
+               scan("TRK9998", "PU", at_ms=T0_MS + minutes(60 * 24))]
+    raw = _raw(shuffled + invalid) + [(b"\x00garbage", "ff.scans", 0, 999),
+                                      (b"\xc3\x01" + b"\x11" * 8 + b"x", "ff.scans", 1, 1000)]
 
     emits, dead = _run(flink_env, raw)
 
@@ -54,4 +60,6 @@ def test_latest_status_per_shipment_with_duplicates_and_garbage(flink_env):
                 latest[e.tracking_id] = e
     assert {k: v.status for k, v in latest.items()} == {f"TRK{n:04d}": "OD" for n in range(6)}
     reasons = sorted(contracts.decode(_java_bytes(d))[1]["reason"] for d in dead)
-    assert reasons == ["UNDECODABLE", "UNKNOWN_FINGERPRINT"]
+    assert reasons == ["FUTURE_EVENT", "MISSING_ID", "UNDECODABLE", "UNKNOWN_CARRIER", "UNKNOWN_FINGERPRINT"]
+    origins = sorted((contracts.decode(_java_bytes(d))[1]["source_offset"]) for d in dead)
+    assert 999 in origins and 1000 in origins, "dead letters keep their source offsets"
