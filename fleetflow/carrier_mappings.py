@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from udfs.normalise import CarrierMapping, parse_mapping
+from udfs.taxonomy import DETAIL_STATUS, Status
 
 CARRIERS_DIR = Path(__file__).resolve().parent / "carriers"
 
@@ -111,4 +112,18 @@ def to_record(mapping: CarrierMapping, updated_time_ms: int) -> dict[str, Any]:
                   for c in sorted(mapping.codes.values(), key=lambda c: c.raw_code)],
         "field_mappings": dict(mapping.custom_fields),
         "updated_time_ms": int(updated_time_ms),
+    }
+
+
+def coverage(mapping: CarrierMapping) -> dict[str, Any]:
+    """How much of the taxonomy a carrier's codes reach, for reviews of a new carrier file."""
+    pairs = mapping.pairs()
+    covered_details = {d for _, d in pairs}
+    covered_statuses = {s for s, _ in pairs}
+    return {
+        "codes": len(mapping.codes),
+        "pairs": len(pairs),
+        "statuses": sorted(s.value for s in covered_statuses),
+        "missing_statuses": sorted(s.value for s in Status if s not in covered_statuses),
+        "missing_details": sorted(d.value for d in DETAIL_STATUS if d not in covered_details),
     }

@@ -59,7 +59,8 @@ class CarrierMapping:
     carrier: str
     version: int
     codes: Mapping[str, CodeMapping] = field(default_factory=dict, hash=False)
-    display_name: str = ""
+    # Cosmetic and not on the Avro record, so it does not take part in equality.
+    display_name: str = field(default="", compare=False)
     custom_fields: Mapping[str, str] = field(default_factory=dict, hash=False)
     updated_time_ms: int = field(default=0, compare=False)
 
