@@ -33,8 +33,8 @@ BREAK_DUE_MAX_MS = 3 * 3_600_000
 # mistake them for a long dwell at a stop.
 STOP_CLEARANCE_M = 200.0
 # Vans leave the depot in a staggered wave after loading.
-DEPART_MIN_MS = 10 * 60_000
-DEPART_MAX_MS = 25 * 60_000
+DEPART_MIN_MS = 8 * 60_000
+DEPART_MAX_MS = 15 * 60_000
 # After the route the van idles in the yard, then its tracker powers down.
 POWER_DOWN_MIN_MS = 5 * 60_000
 POWER_DOWN_MAX_MS = 10 * 60_000
