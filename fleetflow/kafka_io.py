@@ -32,6 +32,22 @@ def publish(bootstrap: str, topic: str, schema: str, records: Iterable[dict], ke
     return n
 
 
+def publish_encoded(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> int:
+    """Publish already-encoded (key, value) pairs; returns the count acknowledged."""
+    items = list(items)
+    if not items:
+        return 0
+    p = producer(bootstrap)
+    try:
+        futures = [p.send(topic, key=k, value=v) for k, v in items]
+        p.flush()
+        for f in futures:
+            f.get(timeout=30)
+    finally:
+        p.close()
+    return len(items)
+
+
 def read_all(bootstrap: str, topic: str, timeout_ms: int = 3000) -> list[bytes]:
     """Every value currently in ``topic`` (for tests and the CLI)."""
     from kafka import KafkaConsumer

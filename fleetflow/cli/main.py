@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 
 from rich.console import Console
 
@@ -85,6 +86,38 @@ def cmd_demo(s, args):
     console.print("Stop everything : fleetflow down")
 
 
+def cmd_simulate(s, args):
+    from fleetflow.simulate import config as sim_config
+    from fleetflow.simulate.cli import run_simulate
+    if not args.out and not args.bootstrap:
+        args.bootstrap = s.kafka_bootstrap
+    if args.bootstrap and args.start_ms == sim_config.DEFAULT_START_MS:
+        # Live runs end "now": the job rejects events from the future or older than retention.
+        args.start_ms = int(time.time() // 60 * 60_000 - args.duration * 1000)
+    run_simulate(args)
+
+
+def cmd_replay(s, args):
+    from fleetflow.simulate.cli import run_replay
+    run_replay(args)
+
+
+def cmd_ingest(s, args):
+    from fleetflow import kafka_io, topics
+    from fleetflow.carrier_mappings import load_all
+    from fleetflow.partner_files import parse_partner_file
+    from fleetflow import contracts
+
+    result = parse_partner_file(args.file, partner=args.partner, now_ms=int(time.time() * 1000),
+                                known_carriers=frozenset(load_all()))
+    sent = kafka_io.publish(s.kafka_bootstrap, topics.SCANS.name, "scans", result.records, "tracking_id")
+    dead = kafka_io.publish_encoded(s.kafka_bootstrap, topics.DEAD_LETTERS.name,
+                                    [(None, contracts.encode("dead_letters", d)) for d in result.dead_letters])
+    _say(f"{args.file}: {result.lines_read} lines, {sent} scans published, {dead} dead letters "
+         f"({result.blank_lines} blank, {result.header_lines} header). Re-ingesting is harmless: "
+         f"event ids are derived from the lines.")
+
+
 def cmd_api(s, args):
     import uvicorn
     uvicorn.run("api.main:app", host=s.host, port=args.port or s.api_port)
@@ -113,6 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="stack + job + API + demo shipments, then print a curl that works")
     demo.add_argument("--shipments", type=int, default=8)
     demo.set_defaults(fn=cmd_demo)
+    from fleetflow.simulate.cli import add_replay_args, add_simulate_args
+    sim = sub.add_parser("simulate", help="run the deterministic fleet simulator (to the local stack by default)")
+    add_simulate_args(sim)
+    sim.set_defaults(fn=cmd_simulate)
+    rep = sub.add_parser("replay", help="send a recording made by `simulate --out` to Kafka")
+    add_replay_args(rep)
+    rep.set_defaults(fn=cmd_replay)
+    ing = sub.add_parser("ingest", help="validate a partner CSV/JSONL drop and publish its scans")
+    ing.add_argument("file")
+    ing.add_argument("--partner", required=True, help="partner id; part of derived event ids")
+    ing.set_defaults(fn=cmd_ingest)
     api = sub.add_parser("api", help="serve the API in the foreground")
     api.add_argument("--port", type=int)
     api.set_defaults(fn=cmd_api)
