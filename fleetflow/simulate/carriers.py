@@ -26,6 +26,9 @@ CUSTOMS_HOLD = ("EXCEPTION", "CUSTOMS_HOLD")
 RETURN_TO_SENDER = ("RETURN_TO_SENDER", "RETURN_TO_SENDER")
 HANDOFF_TO_CARRIER = ("IN_TRANSIT", "HANDOFF_TO_CARRIER")
 
+# Not every carrier file has to map this one; without it the van's return is an ARRIVED_AT_FACILITY.
+AVAILABLE_FOR_PICKUP = ("AVAILABLE_FOR_PICKUP", "AVAILABLE_FOR_PICKUP")
+
 STAGES = (LABEL_CREATED, PICKED_UP, ARRIVED_AT_FACILITY, DEPARTED_FACILITY, IN_TRANSIT, OUT_FOR_DELIVERY,
           DELIVERED, ATTEMPT_FAILED, DAMAGED, WEATHER_DELAY, CUSTOMS_HOLD, RETURN_TO_SENDER, HANDOFF_TO_CARRIER)
 
@@ -58,6 +61,10 @@ def raw_code(carrier: str, stage: tuple[str, str], directory: Path | None = None
         return codes[carrier][stage]
     except KeyError:
         raise MissingCarrierCode(f"{carrier} has no raw code for {stage} in {directory or CARRIERS_DIR}") from None
+
+
+def has_stage(carrier: str, stage: tuple[str, str], directory: Path | None = None) -> bool:
+    return stage in _codes_by_stage(str(directory or CARRIERS_DIR)).get(carrier, {})
 
 
 def known_carriers(directory: Path | None = None) -> frozenset[str]:

@@ -38,6 +38,9 @@ def add_simulate_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--stops-per-van", type=int, default=c.DEFAULT_STOPS_PER_VAN, help="default %(default)s")
     p.add_argument("--rate", type=float, default=0.0,
                    help="events/s when sending to Kafka; 0 = as fast as possible (default)")
+    p.add_argument("--speedup", type=float, default=0.0,
+                   help="instead of --rate, follow simulated time N times faster than real time; the backlog "
+                        "before the shift goes at once (with --start-ms now and 1, event times track the clock)")
     p.add_argument("--out", metavar="FILE", help="write a replayable JSONL recording")
     p.add_argument("--truth", metavar="FILE", help="write the ground truth JSON")
     p.add_argument("--bootstrap", metavar="HOST:PORT", help="send to Kafka")
@@ -66,6 +69,9 @@ def add_replay_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=0.0, help="events/s; 0 = as fast as possible (default)")
     parser.add_argument("--speedup", type=float, default=0.0,
                         help="honour recorded offsets, N times faster; ignored when --rate is set (default off)")
+    parser.add_argument("--from-offset-ms", type=int, default=0,
+                        help="with --speedup, send records before this offset at once (e.g. the truth file's "
+                             "start_ms - recording_start_ms skips waiting through the pre-shift backlog)")
     _add_progress_args(parser)
     return parser
 
@@ -85,7 +91,7 @@ def config_from_args(args: argparse.Namespace) -> c.SimConfig:
         stall_rate_per_hour=args.stall_rate, dropout_rate=args.dropout_rate, cell_fallback_rate=args.cell_rate,
         multi_leg_rate=args.multi_leg_rate, failed_attempt_rate=args.failed_attempt_rate,
         exception_rate=args.exception_rate, out_path=args.out, truth_path=args.truth, bootstrap=args.bootstrap,
-        rate_eps=args.rate, progress=sinks.progress_wanted(args.progress))
+        rate_eps=args.rate, speedup=args.speedup, progress=sinks.progress_wanted(args.progress))
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -107,7 +113,8 @@ def run_replay(args: argparse.Namespace) -> int:
             yield item
 
     t0 = time.monotonic()
-    sent = sinks.send_all(sinks.KafkaSink(args.bootstrap), counted(), total, sinks.Pacer(args.rate, args.speedup),
+    pacer = sinks.Pacer(args.rate, args.speedup, args.from_offset_ms)
+    sent = sinks.send_all(sinks.KafkaSink(args.bootstrap), counted(), total, pacer,
                           sinks.progress_wanted(args.progress), "replay → kafka")
     table = Table(title=f"replayed {args.file} to {args.bootstrap}")
     table.add_column("topic")

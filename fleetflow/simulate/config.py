@@ -54,6 +54,8 @@ class SimConfig:
     bootstrap: str | None = None
     # Events per second when sending to Kafka; 0 sends as fast as the broker takes them.
     rate_eps: float = 0.0
+    # Instead of a rate: follow simulated time, N times faster than real time (1 = real time).
+    speedup: float = 0.0
     progress: bool = False
     carriers: tuple[str, ...] = field(default=("DHL", "UPS", "FEDEX", "USPS"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from fleetflow import topics
 from fleetflow.privacy import hmac_key_from_env, pseudonymise_driver
@@ -29,6 +29,8 @@ LATENCY_MS = {"pings": (200, 3_000), "scans": (500, 5_000)}
 DEFAULT_LATENCY_MS = (100, 1_000)
 # Loading ends this long before departure; OFD scans come after it.
 LOADING_DONE_BEFORE_DEPART_MS = 5 * MIN
+# Below this a run finishes before a progress bar would be worth drawing.
+PROGRESS_MIN_VANS = 200
 
 
 @dataclass
@@ -74,8 +76,11 @@ class Simulation:
         return self.records[0].produce_ms if self.records else self.cfg.start_ms
 
 
-def generate(cfg: SimConfig) -> Simulation:
-    """Everything the run would send, in produce order, with its ground truth. Pure given ``cfg``."""
+def generate(cfg: SimConfig, on_van_done: Callable[[int], None] | None = None) -> Simulation:
+    """Everything the run would send, in produce order, with its ground truth. Pure given ``cfg``.
+
+    ``on_van_done(1)`` is called after each van, for a progress display on big fleets.
+    """
     started = time.process_time()
     cc.check_carriers(cfg.carriers)
     S, H = cfg.start_ms, cfg.end_ms
@@ -130,6 +135,8 @@ def generate(cfg: SimConfig) -> Simulation:
         for record in van_pings(vrng, van, S, H, cfg.dropout_rate, cfg.cell_fallback_rate,
                                 lambda h=new_hex: f"png-{h()}"):
             emit("pings", record["vehicle_id"], record, record["event_time_ms"])
+        if on_van_done is not None:
+            on_van_done(1)
 
     for h in histories:
         for tracking_id, scans in h.scans.items():
@@ -214,7 +221,8 @@ def simulate(cfg: SimConfig) -> Summary:
     """Generate the run and deliver it to every output ``cfg`` names (recording file, truth file, Kafka)."""
     from fleetflow.simulate import sinks
 
-    sim = generate(cfg)
+    with sinks.progress(cfg.progress and cfg.vans >= PROGRESS_MIN_VANS, cfg.vans, "simulate vans") as advance:
+        sim = generate(cfg, advance)
     summary = sim.summary
     if cfg.out_path:
         sinks.write_recording(cfg.out_path, sim.records)
@@ -225,8 +233,9 @@ def simulate(cfg: SimConfig) -> Summary:
     if cfg.bootstrap:
         t0 = time.monotonic()
         sink = sinks.KafkaSink(cfg.bootstrap)
-        summary.sent = sinks.send_all(sink, sinks.outgoing_as_recorded(sim.records), len(sim.records),
-                                      sinks.Pacer(cfg.rate_eps), cfg.progress, "simulate → kafka")
+        pacer = sinks.Pacer(cfg.rate_eps, cfg.speedup, anchor_offset_ms=cfg.start_ms - sim.recording_start_ms)
+        summary.sent = sinks.send_all(sink, sinks.outgoing_as_recorded(sim.records), len(sim.records), pacer,
+                                      cfg.progress, "simulate → kafka")
         summary.send_s = time.monotonic() - t0
         summary.outputs.append(f"kafka: {cfg.bootstrap} ({summary.sent} records)")
     return summary

@@ -253,8 +253,11 @@ def shipment_history(rng: random.Random, world: World, sh: ShipmentSim, van: Van
         outcome = cc.DELIVERED if sh.fate == DELIVER else cc.ATTEMPT_FAILED
         steps.append((visit.handover_ms, last, outcome, None, door, van.vehicle_id, "DRIVER_APP"))
         if sh.fate == ATTEMPT_FAIL:
-            steps.append((van.return_ms + u(2 * MIN, 10 * MIN), last, cc.ARRIVED_AT_FACILITY, depot.facility_id,
-                          van.yard_xy, van.vehicle_id, "DRIVER_APP"))
+            back = cc.ARRIVED_AT_FACILITY
+            if sh.resolution == AVAILABLE_FOR_PICKUP and cc.has_stage(last.carrier, cc.AVAILABLE_FOR_PICKUP):
+                back = cc.AVAILABLE_FOR_PICKUP
+            steps.append((van.return_ms + u(2 * MIN, 10 * MIN), last, back, depot.facility_id, van.yard_xy,
+                          van.vehicle_id, "DRIVER_APP"))
 
     history = ShipmentHistory(sh)
     for k, pkg in enumerate(sh.packages):

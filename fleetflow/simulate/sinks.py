@@ -71,15 +71,20 @@ def read_truth(path: str | os.PathLike) -> dict[str, Any]:
 
 
 class Pacer:
-    """Holds a steady ``rate_eps`` (0: no pacing), or honours recorded offsets sped up ``speedup`` times.
+    """Holds a steady ``rate_eps``, or follows recorded offsets ``speedup`` times faster than real time.
 
-    Sleeps against the schedule rather than per record, so a slow send is caught up
-    instead of accumulating drift.
+    With ``speedup``, records before ``anchor_offset_ms`` (the backlog: plans and the
+    night's hub scans before the shift) go out at once and the rest on schedule, so with
+    ``--start-ms now --speedup 1`` event times track the wall clock. Neither set: no
+    pacing. Sleeps against the schedule rather than per record, so a slow send is caught
+    up instead of accumulating drift.
     """
 
-    def __init__(self, rate_eps: float = 0.0, speedup: float = 0.0,
+    def __init__(self, rate_eps: float = 0.0, speedup: float = 0.0, anchor_offset_ms: int = 0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
-        self.rate_eps, self.speedup = rate_eps, speedup
+        if rate_eps < 0 or speedup < 0:
+            raise ValueError("rate_eps and speedup must be >= 0")
+        self.rate_eps, self.speedup, self.anchor_offset_ms = rate_eps, speedup, anchor_offset_ms
         self.clock, self.sleep = clock, sleep
         self.t0 = clock()
 
@@ -87,7 +92,7 @@ class Pacer:
         if self.rate_eps > 0:
             due = self.t0 + index / self.rate_eps
         elif self.speedup > 0:
-            due = self.t0 + offset_ms / 1000 / self.speedup
+            due = self.t0 + (offset_ms - self.anchor_offset_ms) / 1000 / self.speedup
         else:
             return
         delay = due - self.clock()
@@ -119,11 +124,11 @@ class KafkaSink:
             raise RuntimeError(f"{len(self.errors)} of {self.sent} sends failed; first: {self.errors[0]}")
 
 
-def send_all(sink: KafkaSink, items: Iterable[Recorded], total: int, pacer: Pacer, progress: bool,
+def send_all(sink: KafkaSink, items: Iterable[Recorded], total: int, pacer: Pacer, show_progress: bool,
              label: str = "sending") -> int:
     """Send ``items`` in order through ``sink``, paced; returns how many were handed to the producer."""
     n = 0
-    with _progress(progress, total, label) as advance:
+    with progress(show_progress, total, label) as advance:
         for n, item in enumerate(items, start=1):
             pacer.wait(n - 1, item.offset_ms)
             sink.send(item.topic, item.key, item.value)
@@ -154,15 +159,16 @@ class _RichProgress:
                            console=Console(stderr=True))
         self._total, self._label = total, label
         self._pending = 0
+        # Redrawing per record would cost more than sending it; ~200 redraws per run is smooth enough.
+        self._every = max(1, total // 200)
 
     def __enter__(self):
         self._p.__enter__()
         task = self._p.add_task(self._label, total=self._total)
 
         def advance(k: int) -> None:
-            # Redrawing per record would cost more than sending it.
             self._pending += k
-            if self._pending >= 200:
+            if self._pending >= self._every:
                 self._p.advance(task, self._pending)
                 self._pending = 0
 
@@ -174,7 +180,8 @@ class _RichProgress:
         return self._p.__exit__(*exc)
 
 
-def _progress(enabled: bool, total: int, label: str):
+def progress(enabled: bool, total: int, label: str):
+    """Context manager yielding ``advance(k)``; a no-op unless enabled."""
     return _RichProgress(total, label) if enabled and total > 0 else _NoProgress()
 
 

@@ -116,3 +116,11 @@ def test_replay_sends_every_recorded_record_in_order_with_its_key(tmp_path, monk
     assert sink.bootstrap == "h:9092" and sink.closed
     assert sink.sent == [("ff.pings", "VAN-1", b"a"), ("ff.scans", "TRK", b"b"), ("ff.scans", None, b"c")]
     assert "ff.scans" in capsys.readouterr().out
+
+
+def test_pacer_sends_the_backlog_before_the_anchor_at_once_then_follows_the_clock():
+    clock = FakeClock()
+    p = Pacer(speedup=1, anchor_offset_ms=60_000, clock=clock, sleep=clock.sleep)
+    for i, offset_ms in enumerate([0, 30_000, 60_000, 61_500]):
+        p.wait(i, offset_ms)
+    assert clock.slept == [1.5]
