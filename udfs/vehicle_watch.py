@@ -1,0 +1,378 @@
+"""Per-vehicle watch: stalls, route deviations and lost signal, in event time.
+
+Keyed by ``vehicle_id``. :func:`step` takes each ping together with the kinds of the
+fences the van is currently inside (from :mod:`udfs.fence_membership`).
+:func:`set_plan` and :func:`set_shift` take the planned route and the shift status.
+:func:`on_timer` fires the conditions that need no ping to become true. Every
+condition opens once and resolves once, and both :class:`VehicleEvent` s carry the
+same ``condition_start_ms``. The alert built from them therefore keeps one id
+through OPEN -> RESOLVED (see :mod:`udfs.alerts`).
+
+VEHICLE_STALLED / VEHICLE_RESUMED
+    The van is *en route* when it is on shift and inside no DEPOT, HUB or
+    CUSTOMER_STOP fence. The first good ping of a standstill is the *anchor*. Good
+    pings within ``stall_radius_m`` of the anchor keep it: parked GPS drift is not
+    motion. Low-quality pings (CELL, or ``accuracy_m`` over ``max_accuracy_m``) are
+    not evidence of motion at all. VEHICLE_STALLED is raised when an en-route van
+    has stayed at its anchor for ``stall_after_ms``, from a ping or from the timer.
+    Its time is ``anchor + stall_after_ms``. VEHICLE_RESUMED is raised by the first
+    good ping outside the radius afterwards. While the van is at a stop, the anchor
+    time moves with every ping, so a long customer stop does not count as a stall
+    once the van leaves.
+
+ROUTE_DEVIATION / ROUTE_RECOVERED
+    Needs a plan: a polyline of (lat, lon). A good ping farther than
+    ``deviation_m`` from the polyline starts the off-route clock. ROUTE_DEVIATION is
+    raised once the van has been off route for ``deviation_after_ms``, from a ping
+    or from the timer. A good ping within ``deviation_m`` before then stops the
+    clock. Recovery needs a good ping within ``deviation_recover_m`` (below
+    ``deviation_m``), so a van driving along the threshold cannot flap. A new or
+    cleared plan resolves an open deviation (``reason=PLAN_CHANGED``): the van
+    deviated from a route that no longer exists.
+
+SIGNAL_LOST / SIGNAL_RESTORED
+    SIGNAL_LOST is raised ``silence_after_ms`` after the last ping, in event time.
+    Its time is ``last ping + silence_after_ms``, and its condition start is the
+    last ping. It is not raised for a van whose shift has ended or whose last ping
+    was inside a DEPOT: vans parked overnight are silent on purpose. The next ping
+    of any quality raises SIGNAL_RESTORED.
+
+Why there is a processing-time fallback, and how the operator uses it
+    Event-time timers fire when the watermark passes them. If every van on a Kafka
+    partition goes quiet, for example a depot's partition at night or an upstream
+    gateway outage, that partition's watermark stops. The silence timers then never
+    fire, and that is exactly when SIGNAL_LOST matters most. Idleness detection on
+    the source does not help: an idle partition is excluded from the watermark, so
+    its own timers still wait for events. So the operator also keeps a
+    **processing-time** timer at :func:`processing_deadline_ms`, which is the last
+    ping's wall-clock arrival (``last_ingest_ms``, the ``now_ms`` passed to
+    :func:`step`) plus ``silence_after_ms``. When that timer fires, the operator
+    calls :func:`on_processing_timer` with the wall clock. The operator re-registers
+    lazily: it keeps one processing timer per key, and when it fires it asks
+    :func:`processing_deadline_ms` again. Both paths give the same condition start,
+    the last ping's event time. Whichever fires first wins, the state records that
+    the signal is lost, and the other path does nothing. After a restore from a
+    savepoint, overdue processing timers fire at once, before the backlog has been
+    read. So the operator passes ``operator_started_ms`` and silence is measured from
+    ``max(last_ingest_ms, operator_started_ms)``. A restart does not declare the
+    whole fleet silent.
+
+Ordering
+    A ping not newer than the newest one seen is ignored and counted
+    (``out_of_order_pings``). A late upload cannot resume a stalled van, restore a
+    signal, or reset a clock.
+
+State and timers
+    At most one event-time timer is pending (``timer_ms``). It is the earliest of the
+    stall, deviation, silence and expiry deadlines. A later deadline leaves it in
+    place, and :func:`on_timer` re-arms it. An earlier deadline replaces it through
+    ``cancel_timers_ms``. The state is cleared by the timer once the van has sent no
+    ping for ``vehicle_state_ttl_ms`` (3 days): the van has left the fleet. Any
+    condition still open is closed then with ``reason=STATE_EXPIRED``, so it does
+    not stay open in the alert view.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from udfs.decision import Decision
+from udfs.events import Ping
+from udfs.geofence import distance_m, distance_to_polyline_m
+
+# Conditions (these are also the alert types) and the transitions of each.
+VEHICLE_STALLED = "VEHICLE_STALLED"
+ROUTE_DEVIATION = "ROUTE_DEVIATION"
+SIGNAL_LOST = "SIGNAL_LOST"
+OPEN, RESOLVED = "OPEN", "RESOLVED"
+# Event types.
+VEHICLE_RESUMED = "VEHICLE_RESUMED"
+ROUTE_RECOVERED = "ROUTE_RECOVERED"
+SIGNAL_RESTORED = "SIGNAL_RESTORED"
+WATCH_EXPIRED = "WATCH_EXPIRED"
+# Reasons in details.
+PLAN_CHANGED = "PLAN_CHANGED"
+STATE_EXPIRED = "STATE_EXPIRED"
+EVENT_TIME = "EVENT_TIME"
+PROCESSING_TIME = "PROCESSING_TIME"
+
+# Fence kinds where standing still is the job, not a stall.
+STOP_KINDS = frozenset({"DEPOT", "HUB", "CUSTOMER_STOP"})
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    # Parked urban GPS wanders 10-30 m; 50 m separates drift from creeping traffic.
+    stall_radius_m: float = 50.0
+    stall_after_ms: int = 10 * MINUTE_MS
+    deviation_m: float = 500.0
+    deviation_recover_m: float = 400.0
+    deviation_after_ms: int = 5 * MINUTE_MS
+    silence_after_ms: int = 15 * MINUTE_MS
+    vehicle_state_ttl_ms: int = 3 * DAY_MS
+    max_accuracy_m: float = 75.0
+    unknown_accuracy_is_good: bool = True
+
+
+DEFAULT_CONFIG = WatchConfig()
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    route_id: str
+    # Planned path as (lat, lon) vertices, in driving order.
+    points: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class VehicleEvent:
+    event_type: str
+    # The alert type this event opens or resolves, and which of the two it does.
+    condition: str
+    transition: str
+    vehicle_id: str
+    event_time_ms: int
+    # When the condition began; shared by OPEN and RESOLVED, so it keys the alert id.
+    condition_start_ms: int
+    lat: float | None = None
+    lon: float | None = None
+    details: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class WatchState:
+    vehicle_id: str
+    last_event_time_ms: int | None = None
+    # Wall-clock arrival of the newest ping: the processing-time silence fallback's base.
+    last_ingest_ms: int | None = None
+    last_lat: float | None = None
+    last_lon: float | None = None
+    # (lat, lon, since_ms) of the standstill being measured.
+    anchor: tuple[float, float, int] | None = None
+    stalled_since_ms: int | None = None
+    plan: RoutePlan | None = None
+    off_route_since_ms: int | None = None
+    deviation_since_ms: int | None = None
+    signal_lost_since_ms: int | None = None
+    en_route: bool = False
+    in_depot: bool = False
+    shift_ended: bool = False
+    out_of_order_pings: int = 0
+    timer_ms: int | None = None
+
+
+def is_good(ping: Ping, cfg: WatchConfig = DEFAULT_CONFIG) -> bool:
+    if ping.source == "CELL":
+        return False
+    if ping.accuracy_m is None:
+        return cfg.unknown_accuracy_is_good
+    return ping.accuracy_m <= cfg.max_accuracy_m
+
+
+def step(state: WatchState | None, ping: Ping, now_ms: int, cfg: WatchConfig = DEFAULT_CONFIG, *,
+         fence_kinds: frozenset[str] = frozenset()) -> Decision[WatchState]:
+    """Fold one ping in. ``now_ms`` is its wall-clock arrival (see the fallback notes);
+    ``fence_kinds`` are the kinds of the fences the van is inside right now."""
+    s = state or WatchState(vehicle_id=ping.vehicle_id)
+    t = ping.event_time_ms
+    if s.last_event_time_ms is not None and t <= s.last_event_time_ms:
+        return Decision(replace(s, out_of_order_pings=s.out_of_order_pings + 1))
+    good = is_good(ping, cfg)
+    emits: list[VehicleEvent] = []
+    vid = s.vehicle_id
+
+    if s.signal_lost_since_ms is not None:
+        emits.append(_event(SIGNAL_RESTORED, SIGNAL_LOST, RESOLVED, vid, t, s.signal_lost_since_ms, ping.lat, ping.lon))
+        s = replace(s, signal_lost_since_ms=None)
+
+    en_route = not (fence_kinds & STOP_KINDS) and not s.shift_ended
+    s = replace(s, en_route=en_route, in_depot="DEPOT" in fence_kinds)
+
+    # Stall.
+    anchor, stalled_since = s.anchor, s.stalled_since_ms
+    if good and (anchor is None or distance_m(anchor[0], anchor[1], ping.lat, ping.lon) > cfg.stall_radius_m):
+        if stalled_since is not None:
+            emits.append(_event(VEHICLE_RESUMED, VEHICLE_STALLED, RESOLVED, vid, t, stalled_since, ping.lat, ping.lon))
+            stalled_since = None
+        anchor = (ping.lat, ping.lon, t)
+    if anchor is not None and not en_route:
+        anchor = (anchor[0], anchor[1], t)
+    s = replace(s, anchor=anchor, stalled_since_ms=stalled_since)
+    s, stalled = _check_stall(s, t, cfg)
+    emits.extend(stalled)
+
+    # Route deviation.
+    if s.plan is not None and s.plan.points and not s.shift_ended:
+        s, deviation = _deviation_on_ping(s, ping, good, cfg)
+        emits.extend(deviation)
+
+    s = replace(
+        s,
+        last_event_time_ms=t,
+        last_ingest_ms=now_ms if s.last_ingest_ms is None else max(s.last_ingest_ms, now_ms),
+        last_lat=ping.lat if good or s.last_lat is None else s.last_lat,
+        last_lon=ping.lon if good or s.last_lon is None else s.last_lon,
+    )
+    return _schedule(s, emits, cfg)
+
+
+def set_plan(state: WatchState | None, vehicle_id: str, plan: RoutePlan | None, at_ms: int,
+             cfg: WatchConfig = DEFAULT_CONFIG) -> Decision[WatchState]:
+    """Replace (or clear, with ``None``) the van's planned route, effective at ``at_ms``."""
+    s = state or WatchState(vehicle_id=vehicle_id)
+    if plan == s.plan:
+        return Decision(s)
+    emits = []
+    if s.deviation_since_ms is not None:
+        emits.append(_event(ROUTE_RECOVERED, ROUTE_DEVIATION, RESOLVED, s.vehicle_id, at_ms, s.deviation_since_ms,
+                            s.last_lat, s.last_lon, reason=PLAN_CHANGED))
+    s = replace(s, plan=plan, off_route_since_ms=None, deviation_since_ms=None)
+    return _schedule(s, emits, cfg)
+
+
+def set_shift(state: WatchState | None, vehicle_id: str, shift_ended: bool,
+              cfg: WatchConfig = DEFAULT_CONFIG) -> Decision[WatchState]:
+    """Record shift end (silence and stalls stop mattering) or a new shift start."""
+    s = state or WatchState(vehicle_id=vehicle_id)
+    s = replace(s, shift_ended=shift_ended, en_route=s.en_route and not shift_ended,
+                off_route_since_ms=None if shift_ended else s.off_route_since_ms)
+    return _schedule(s, [], cfg)
+
+
+def on_timer(state: WatchState | None, timer_ms: int, cfg: WatchConfig = DEFAULT_CONFIG) -> Decision[WatchState]:
+    """Event-time timer: raise whatever became due by ``timer_ms``, expire, or re-arm."""
+    if state is None or timer_ms != state.timer_ms:
+        return Decision(state)
+    s = replace(state, timer_ms=None)
+    if s.last_event_time_ms is not None and timer_ms >= s.last_event_time_ms + cfg.vehicle_state_ttl_ms:
+        return Decision(None, tuple(_close_all(s, timer_ms)))
+    emits: list[VehicleEvent] = []
+    if _silence_watched(s) and timer_ms >= s.last_event_time_ms + cfg.silence_after_ms:
+        s, lost = _lose_signal(s, EVENT_TIME, cfg)
+        emits.append(lost)
+    s, stalled = _check_stall(s, timer_ms, cfg)
+    emits.extend(stalled)
+    if s.deviation_since_ms is None and s.off_route_since_ms is not None \
+            and timer_ms >= s.off_route_since_ms + cfg.deviation_after_ms:
+        s, raised = _raise_deviation(s, cfg)
+        emits.extend(raised)
+    return _schedule(s, emits, cfg)
+
+
+def on_processing_timer(state: WatchState | None, now_ms: int, cfg: WatchConfig = DEFAULT_CONFIG, *,
+                        operator_started_ms: int | None = None) -> Decision[WatchState]:
+    """Wall-clock fallback for SIGNAL_LOST when the watermark has stalled (module docstring).
+
+    ``now_ms`` is the processing time the timer fired at; ``operator_started_ms`` is
+    when this operator instance (re)started, so a restore cannot flood SIGNAL_LOST.
+    Registers no event-time timer; the operator asks :func:`processing_deadline_ms`
+    for the next processing-time one.
+    """
+    if state is None or state.last_ingest_ms is None or not _silence_watched(state):
+        return Decision(state)
+    base_ms = max(state.last_ingest_ms, operator_started_ms or state.last_ingest_ms)
+    if now_ms - base_ms < cfg.silence_after_ms:
+        return Decision(state)
+    s, lost = _lose_signal(state, PROCESSING_TIME, cfg, silent_for_wall_ms=str(now_ms - state.last_ingest_ms))
+    return Decision(s, (lost,))
+
+
+def processing_deadline_ms(state: WatchState | None, cfg: WatchConfig = DEFAULT_CONFIG, *,
+                           operator_started_ms: int | None = None) -> int | None:
+    """When the processing-time fallback should next look at this van; None for never."""
+    if state is None or state.last_ingest_ms is None or not _silence_watched(state):
+        return None
+    return max(state.last_ingest_ms, operator_started_ms or state.last_ingest_ms) + cfg.silence_after_ms
+
+
+# --------------------------------------------------------------------------- internals
+
+def _silence_watched(s: WatchState) -> bool:
+    return (s.last_event_time_ms is not None and s.signal_lost_since_ms is None
+            and not s.shift_ended and not s.in_depot)
+
+
+def _lose_signal(s: WatchState, detected_by: str, cfg: WatchConfig, **details: str) -> tuple[WatchState, VehicleEvent]:
+    since = s.last_event_time_ms
+    event = _event(SIGNAL_LOST, SIGNAL_LOST, OPEN, s.vehicle_id, since + cfg.silence_after_ms, since,
+                   s.last_lat, s.last_lon, detected_by=detected_by, last_ping_ms=str(since), **details)
+    return replace(s, signal_lost_since_ms=since), event
+
+
+def _check_stall(s: WatchState, at_ms: int, cfg: WatchConfig) -> tuple[WatchState, list[VehicleEvent]]:
+    a = s.anchor
+    if not s.en_route or s.stalled_since_ms is not None or a is None or at_ms - a[2] < cfg.stall_after_ms:
+        return s, []
+    event = _event(VEHICLE_STALLED, VEHICLE_STALLED, OPEN, s.vehicle_id, a[2] + cfg.stall_after_ms, a[2],
+                   a[0], a[1], stall_radius_m=str(cfg.stall_radius_m))
+    return replace(s, stalled_since_ms=a[2]), [event]
+
+
+def _deviation_on_ping(s: WatchState, ping: Ping, good: bool, cfg: WatchConfig) -> tuple[WatchState, list[VehicleEvent]]:
+    t = ping.event_time_ms
+    off_m = distance_to_polyline_m(ping.lat, ping.lon, s.plan.points)
+    if s.deviation_since_ms is not None:
+        if good and off_m <= cfg.deviation_recover_m:
+            event = _event(ROUTE_RECOVERED, ROUTE_DEVIATION, RESOLVED, s.vehicle_id, t, s.deviation_since_ms,
+                           ping.lat, ping.lon, route_id=s.plan.route_id, distance_m=f"{off_m:.0f}")
+            return replace(s, deviation_since_ms=None, off_route_since_ms=None), [event]
+        return s, []
+    if off_m <= cfg.deviation_m:
+        return (replace(s, off_route_since_ms=None) if good else s), []
+    if s.off_route_since_ms is None:
+        if not good:
+            return s, []
+        s = replace(s, off_route_since_ms=t)
+    if t - s.off_route_since_ms < cfg.deviation_after_ms:
+        return s, []
+    return _raise_deviation(s, cfg, lat=ping.lat, lon=ping.lon, off_m=off_m)
+
+
+def _raise_deviation(s: WatchState, cfg: WatchConfig, *, lat: float | None = None, lon: float | None = None,
+                     off_m: float | None = None) -> tuple[WatchState, list[VehicleEvent]]:
+    since = s.off_route_since_ms
+    details = {"route_id": s.plan.route_id}
+    if off_m is not None:
+        details["distance_m"] = f"{off_m:.0f}"
+    event = _event(ROUTE_DEVIATION, ROUTE_DEVIATION, OPEN, s.vehicle_id, since + cfg.deviation_after_ms, since,
+                   s.last_lat if lat is None else lat, s.last_lon if lon is None else lon, **details)
+    return replace(s, deviation_since_ms=since), [event]
+
+
+def _close_all(s: WatchState, at_ms: int) -> list[VehicleEvent]:
+    open_conditions = [(VEHICLE_STALLED, s.stalled_since_ms), (ROUTE_DEVIATION, s.deviation_since_ms),
+                       (SIGNAL_LOST, s.signal_lost_since_ms)]
+    return [_event(WATCH_EXPIRED, cond, RESOLVED, s.vehicle_id, at_ms, since, s.last_lat, s.last_lon,
+                   reason=STATE_EXPIRED)
+            for cond, since in open_conditions if since is not None]
+
+
+def _next_deadline(s: WatchState, cfg: WatchConfig) -> int | None:
+    if s.last_event_time_ms is None:
+        return None
+    due = [s.last_event_time_ms + cfg.vehicle_state_ttl_ms]
+    if _silence_watched(s):
+        due.append(s.last_event_time_ms + cfg.silence_after_ms)
+    if s.en_route and s.stalled_since_ms is None and s.anchor is not None:
+        due.append(s.anchor[2] + cfg.stall_after_ms)
+    if s.deviation_since_ms is None and s.off_route_since_ms is not None:
+        due.append(s.off_route_since_ms + cfg.deviation_after_ms)
+    return min(due)
+
+
+def _schedule(s: WatchState, emits: list[VehicleEvent], cfg: WatchConfig) -> Decision[WatchState]:
+    """Keep exactly one pending timer, no later than the earliest deadline."""
+    want = _next_deadline(s, cfg)
+    have = s.timer_ms
+    if want is None or (have is not None and have <= want):
+        # A timer that fires early just re-arms; moving it on every ping would churn timer state.
+        return Decision(s, tuple(emits))
+    cancel = (have,) if have is not None else ()
+    return Decision(replace(s, timer_ms=want), tuple(emits), timer_ms=want, cancel_timers_ms=cancel)
+
+
+def _event(event_type: str, condition: str, transition: str, vehicle_id: str, at_ms: int, since_ms: int,
+           lat: float | None, lon: float | None, **details: str) -> VehicleEvent:
+    return VehicleEvent(event_type, condition, transition, vehicle_id, at_ms, since_ms, lat, lon,
+                        {k: str(v) for k, v in details.items()})
