@@ -49,8 +49,9 @@ def run(s: StackSettings, n_shipments: int = 8, progress=print) -> str:
     setup.setup(s, progress)
     stack.up(s, progress=progress)
     schema.init(s)
-    job = flinkjobs.submit(s, "fleetflow-shipment-status")
-    progress(f"job fleetflow-shipment-status RUNNING ({job.job_id})")
+    for name in flinkjobs.JOBS:
+        job = flinkjobs.submit(s, name)
+        progress(f"job {name} RUNNING ({job.job_id})")
     start_api(s, progress)
     now_ms = int(time.time() * 1000)
     scans = demo_scans(n_shipments, now_ms)

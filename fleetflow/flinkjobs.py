@@ -15,6 +15,7 @@ from fleetflow.stack.services import flink_env, prepare_flink, pyflink_home
 # job name -> python module with main()
 JOBS = {
     "fleetflow-shipment-status": "jobs.shipment_status",
+    "fleetflow-vehicle-tracking": "jobs.vehicle_tracking",
 }
 
 

@@ -35,6 +35,13 @@ def shipment_key(tracking_id: str) -> str:
     return f"ff:shipment:{tracking_id}"
 
 
+def vehicle_key(vehicle_id: str) -> str:
+    return f"ff:vehicle:{vehicle_id}"
+
+
+VEHICLES_GEO_KEY = "ff:vehicles:geo"
+
+
 @dataclass(frozen=True)
 class StoreConfig:
     """Where writers connect; built from StackSettings so jobs on k8s read env vars."""
@@ -66,6 +73,9 @@ class StoreWriter(FlatMapFunction):
         self._current = self._session.prepare(
             "INSERT INTO shipment_current (tracking_id, status, status_detail, carrier, last_event_id,"
             " last_event_time_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        self._position = self._session.prepare(
+            "INSERT INTO vehicle_positions (vehicle_id, day, event_time_ms, event_id, lat, lon, speed_mps,"
+            " heading_deg, accuracy_m, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         self._redis = redis.Redis.from_url(self.cfg.redis_url)
         self._upsert = self._redis.register_script(_REDIS_UPSERT_IF_NEWER)
 
@@ -87,11 +97,23 @@ class StoreWriter(FlatMapFunction):
                 emit.last_event_time_ms, updated_ms))
             fields = dataclasses.asdict(emit)
             fields["updated_ms"] = updated_ms
-            args = [emit.last_event_time_ms]
-            for k, v in fields.items():
-                args += [k, "" if v is None else str(v)]
-            self._upsert(keys=[shipment_key(emit.tracking_id)], args=args)
+            self._upsert_hash(shipment_key(emit.tracking_id), emit.last_event_time_ms, fields)
+        elif kind == "PositionRow":
+            self._session.execute(self._position, (
+                emit.vehicle_id, emit.day, emit.event_time_ms, emit.event_id, emit.lat, emit.lon, emit.speed_mps,
+                emit.heading_deg, emit.accuracy_m, emit.source))
+        elif kind == "VehiclePosition":
+            fields = dataclasses.asdict(emit)
+            fields["last_event_time_ms"] = emit.event_time_ms
+            if self._upsert_hash(vehicle_key(emit.vehicle_id), emit.event_time_ms, fields):
+                self._redis.geoadd(VEHICLES_GEO_KEY, (emit.lon, emit.lat, emit.vehicle_id))
         return iter(())
+
+    def _upsert_hash(self, key: str, event_time_ms: int, fields: dict) -> bool:
+        args = [event_time_ms]
+        for k, v in fields.items():
+            args += [k, "" if v is None else str(v)]
+        return bool(self._upsert(keys=[key], args=args))
 
 
 def discarding_sink() -> Sink:
