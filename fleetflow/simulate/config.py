@@ -9,7 +9,7 @@ DEFAULT_START_MS = 1_772_438_400_000
 DEFAULT_SEED = 42
 DEFAULT_DURATION_S = 1800.0
 DEFAULT_VANS = 10
-# About a five-hour route with dwell, enough for one driver break to fall inside it.
+# A 3-4.5 h route with dwell, long enough for the driver's break (due after 2-3 h) to fall inside it.
 DEFAULT_STOPS_PER_VAN = 30
 
 # Fault rates are probabilities per clean ping or scan.

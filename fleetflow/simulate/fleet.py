@@ -43,7 +43,7 @@ PARK_OFFSET_MAX_M = 35.0
 CRUISE_MIN_MPS = 8.5
 CRUISE_MAX_MPS = 12.5
 MIN_SPEED_MPS = 1.5
-TRAFFIC_PROBABILITY = 0.08
+TRAFFIC_PROBABILITY = 0.04
 PING_INTERVAL_MIN_MS = 10_000
 PING_INTERVAL_MAX_MS = 30_000
 GAP_MIN_MS = 60_000
@@ -149,7 +149,9 @@ def _offset(rng: random.Random, p: Point, min_m: float, max_m: float) -> Point:
 
 def _drive(rng: random.Random, van: VanPlan, a: Point, b: Point, t_ms: int, cruise_mps: float,
            stall_rate_per_hour: float, want_break: bool) -> tuple[int, bool]:
-    """Append DRIVE phases from a to b (plus maybe a stall or break); return arrival time and whether a break was taken."""
+    """Append DRIVE phases from a to b, plus maybe a stall or a break on the way.
+
+    Returns the arrival time and whether a break was taken."""
     path = road_polyline(rng, a, b)
     pieces = _pieces(rng, path, cruise_mps)
     length_m = sum(dist_m(p, q) for p, q, _ in pieces)

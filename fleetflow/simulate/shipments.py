@@ -171,7 +171,8 @@ def _order(rng, world, stop, dest, weights, carriers, multi_leg_rate, new_hex, f
         packages = []
         for k in range(1, _weighted(rng, ((1, 0.7), (2, 0.2), (3, 0.1))) + 1):
             dims = (round(rng.uniform(15, 60), 1), round(rng.uniform(10, 40), 1), round(rng.uniform(5, 30), 1))
-            packages.append(PackageSim(f"{shipment_id}-P{k}", tracking_id(rng, c1), dims, round(rng.uniform(0.2, 15), 2)))
+            tid = tracking_id(rng, c1)
+            packages.append(PackageSim(f"{shipment_id}-P{k}", tid, dims, round(rng.uniform(0.2, 15), 2)))
         shipments.append(ShipmentSim(
             shipment_id=shipment_id, order_id=order_id, service_level=_weighted(rng, SERVICE_LEVELS),
             packages=packages, legs=legs, customs=customs, origin_region=origin, dest_region=dest,

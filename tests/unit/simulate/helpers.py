@@ -22,7 +22,7 @@ def sim_config(**overrides: Any) -> SimConfig:
     """Small and fault-heavy, so every fault type and a few stalls appear in half an hour."""
     base = SimConfig(seed=7, start_ms=T0_MS, duration_s=1800, vans=5, stops_per_van=10, duplicate_rate=0.05,
                      out_of_order_rate=0.10, late_rate=0.03, malformed_rate=0.03, stall_rate_per_hour=4.0,
-                     failed_attempt_rate=0.2, driver_key=TEST_DRIVER_KEY)
+                     failed_attempt_rate=0.2, exception_rate=0.1, driver_key=TEST_DRIVER_KEY)
     return dataclasses.replace(base, **overrides)
 
 
