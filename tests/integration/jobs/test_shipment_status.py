@@ -20,7 +20,8 @@ def _java_bytes(value) -> bytes:
 
 
 def _run(flink_env, raw):
-    from jobs.shipment_status import JobConfig, Sinks, build_pipeline
+    from jobs.common import JobConfig, Sinks
+    from jobs.shipment_status import build_pipeline
     from jobs.sources import collection_stream
 
     env = flink_env()

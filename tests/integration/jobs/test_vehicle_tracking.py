@@ -10,7 +10,7 @@ pytestmark = pytest.mark.minicluster
 
 
 def test_positions_deduplicated_and_bad_pings_dead_lettered(flink_env):
-    from jobs.shipment_status import Sinks
+    from jobs.common import Sinks
     from jobs.sources import collection_stream
     from jobs.vehicle_tracking import JobConfig, build_pipeline
 
