@@ -12,7 +12,8 @@ Rules, in the order ``step`` applies them:
    ``late=True`` and as a LATE_EVENT data-quality record; it never regresses the status.
    A late scan is applied only where in-order processing would have kept it and refused
    the newer scans (``_late_but_decisive``: a DELIVERED, a return reaching the sender, a
-   first movement after a label). No reorder buffer is kept.
+   return under newer movement, a first movement after a label). No reorder buffer is
+   kept, so a scan refused for lack of an earlier one is not retried when that arrives.
 3. Illegal transition (``ALLOWED`` table, checked per leg, plus shipment-wide rules):
    an INVALID_TRANSITION data-quality record; state is not overwritten.
 4. Otherwise the scan updates its leg, the shipment status is re-derived from the legs
@@ -507,7 +508,9 @@ def _late_but_decisive(leg: LegState, status: Status, detail: Detail) -> bool:
       ``derive_status``);
     * the leg is still pre-transit and this scan is not: the newer label scan would
       have been a regression (typical of manifests that arrive after pickup);
-    * DELIVERED, or a return reaching the sender: nothing but a return may follow.
+    * DELIVERED, or a return reaching the sender: nothing but a return may follow;
+    * RETURN_TO_SENDER under newer movement: in order, that movement would have been
+      the return trip (``_effective_pair``).
     """
     if leg.status is None:
         return True
@@ -517,7 +520,17 @@ def _late_but_decisive(leg: LegState, status: Status, detail: Detail) -> bool:
         return not leg.returning and leg.status is not S.DELIVERED
     if (status, detail) == (S.RETURN_TO_SENDER, D.RETURNED):
         return leg.detail is not D.RETURNED
+    if status is S.RETURN_TO_SENDER:
+        return not leg.returning and (leg.status in _RETURN_MOVEMENT or leg.status is S.DELIVERED)
     return False
+
+
+def _late_pair(leg: LegState, event_time_ms: int, status: Status, detail: Detail) -> tuple[Status, Detail]:
+    """A late return under a newer delivery: in order, that delivery reached the sender."""
+    if (status, detail) == (S.RETURN_TO_SENDER, D.RETURN_TO_SENDER) and leg.status is S.DELIVERED and (
+            leg.last_event_time_ms or 0) > event_time_ms:
+        return S.RETURN_TO_SENDER, D.RETURNED
+    return status, detail
 
 
 def step(state: ShipmentState | None, event: NormalisedScan, now_ms: int,
@@ -546,6 +559,7 @@ def step(state: ShipmentState | None, event: NormalisedScan, now_ms: int,
             kept = replace(base, recent_event_ids=seen_ids,
                            seen_in_transit=base.seen_in_transit or event.status is S.IN_TRANSIT)
             return Decision(kept, (_history(event, True, hidden, status, detail), dq_late))
+        status, detail = _late_pair(leg, event.event_time_ms, status, detail)
 
     if reason is not None:
         dq = DataQuality(INVALID_TRANSITION, event.tracking_id, event.event_id, {

@@ -125,6 +125,8 @@ JOURNEYS = {
                                ev(LABEL, t(9), leg=2, carrier="USPS"), ev(ARRIVED, t(12), leg=2, carrier="USPS"),
                                ev(OFD, t(30), leg=2, carrier="USPS"), ev(DELIVERED, t(32), leg=2, carrier="USPS")],
     "manifest_after_pickup": [ev(PICKUP, t(1)), ev(TRANSIT, t(2)), ev(LABEL, t(3))],
+    "returning": [ev(LABEL, t(0)), ev(PICKUP, t(1)), ev(TRANSIT, t(2)), ev(RTS, t(10)), ev(TRANSIT, t(12)),
+                  ev(ARRIVED, t(14))],
 }
 
 
@@ -141,7 +143,7 @@ def test_shuffled_journey_reaches_the_same_final_status(name):
 @pytest.mark.parametrize("name, expected", [
     ("delivered", DELIVERED), ("still_in_transit", DEPARTED), ("damaged", DAMAGED), ("returned", RETURNED),
     ("cancelled_before_pickup", CANCEL), ("attempt_then_delivered", NEIGHBOUR),
-    ("two_carriers_delivered", DELIVERED), ("manifest_after_pickup", TRANSIT),
+    ("two_carriers_delivered", DELIVERED), ("manifest_after_pickup", TRANSIT), ("returning", RTS),
 ])
 def test_in_order_journey_final_status(name, expected):
     assert final(JOURNEYS[name]) == expected
@@ -337,6 +339,29 @@ def test_movement_during_a_return_is_the_return_trip():
     op.scan(ev(DELIVERED, t(6)))
     assert (op.state.status, op.state.detail) == RETURNED
     assert op.of(HistoryRow)[-1].detail is D.RETURNED
+
+
+def test_late_return_under_newer_movement_turns_it_into_the_return_trip():
+    op = run([ev(PICKUP, t(1)), ev(TRANSIT, t(12))])
+    d = op.scan(ev(RTS, t(10)))
+    assert (op.state.status, op.state.detail) == RTS
+    assert d.emits[0].late and op.state.legs[1].returning
+
+
+def test_late_return_under_newer_movement_twin_in_order():
+    assert final([ev(PICKUP, t(1)), ev(RTS, t(10)), ev(TRANSIT, t(12))]) == RTS
+
+
+def test_late_return_under_a_newer_delivery_means_it_reached_the_sender():
+    assert final([ev(PICKUP, t(1)), ev(DELIVERED, t(20)), ev(RTS, t(10))]) == RETURNED
+    assert final([ev(PICKUP, t(1)), ev(RTS, t(10)), ev(DELIVERED, t(20))]) == RETURNED
+
+
+def test_late_return_under_a_newer_exception_is_only_recorded():
+    op = run([ev(PICKUP, t(1)), ev(DAMAGED, t(20)), ev(RTS, t(10))])
+    assert (op.state.status, op.state.detail) == DAMAGED
+    assert op.emits[-1].type == LATE_EVENT
+    assert final([ev(PICKUP, t(1)), ev(RTS, t(10)), ev(DAMAGED, t(20))]) == DAMAGED
 
 
 def test_movement_during_a_return_twin_out_of_order():

@@ -175,6 +175,13 @@ def test_invalid_update_is_rejected_and_the_old_mapping_stays():
     assert "missing required pair" in str(err)
 
 
+def test_tombstone_is_rejected_so_a_carrier_cannot_vanish_at_runtime():
+    current = {"ACME": mapping()}
+    new, err = apply_mapping_update(current, None)
+    assert new == current
+    assert err.reason == INVALID_MAPPING
+
+
 def test_higher_version_replaces_and_new_codes_take_effect():
     current = {"ACME": mapping()}
     v2 = avro_shaped(version=2, extra_codes={"NEW": {"status": "DELIVERED", "detail": "DELIVERED_TO_MAILBOX"}})
