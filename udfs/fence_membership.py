@@ -42,7 +42,10 @@ Sparse pings still see fences crossed between fixes
     which assumes constant speed. Dwell and ``min_pings`` are not applied, because
     there is nothing to count; consumers that want only observed visits filter on
     ``interpolated``. Closer pings are not tested: dense tracks show visits
-    directly, and a clipped corner between two dense fixes is a drive-past.
+    directly, and a clipped corner between two dense fixes is a drive-past. A
+    candidate that one good fix opened and the next good fix, after a sparse gap,
+    finds outside, is dropped like any other: one fix is not enough evidence for a
+    visit, however long the gap around it.
 
 No duplicates
     ENTER is only ever emitted for a fence the van is not a member of, and membership

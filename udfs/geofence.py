@@ -35,8 +35,8 @@ Accuracy, stated once for the whole module
 
 Exact tests
 -----------
-Shapely's scalar predicates cost 6-12 us per call on our CI machines, more than the
-whole per-ping budget, so the default exact test (``exact="local"``) is a
+Shapely's scalar predicates cost 6-12 us per call on the benchmark machine
+(BENCHMARKS.md), more than the whole 5 us per-ping budget, so the default exact test (``exact="local"``) is a
 cell-local crossing-parity test: each (boundary cell, polygon) pair stores a
 reference point with known status (the cell centre, classified by shapely at build
 time) and only the fence edges near that cell. A point is inside iff the reference
