@@ -279,8 +279,8 @@ def _parse_polygon(fid: str, wkt: str | None) -> Any:
 
 Test = Callable[[float, float], bool]
 
-# Cell classification results.
-_OUTSIDE, _BOUNDARY, _INTERIOR = 0, 1, 2
+# Cell classification results (cells outside a shape are simply not listed).
+_BOUNDARY, _INTERIOR = 1, 2
 
 
 class _CircleShape:
@@ -537,10 +537,11 @@ class GeofenceIndex:
 
     def add(self, fence: Geofence) -> None:
         """Insert ``fence``, replacing any fence with the same id."""
-        if fence.geofence_id in self._fences:
-            self.remove(fence.geofence_id)
         fid = fence.geofence_id
+        # Compile before removing the old version, so a failure leaves the index as it was.
         inner, outer = _compile(fence, self.exact)
+        if fid in self._fences:
+            self.remove(fid)
         inner_cells = self._rasterise(fid, inner, slot=0)
         outer_cells = self._rasterise(fid, outer, slot=2)
         self._fences[fid] = fence
