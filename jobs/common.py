@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from pyflink.common.typeinfo import Types
@@ -40,7 +40,6 @@ class Sinks:
 class Outputs:
     emits: object = None
     dead_letters: object = None
-    extra: dict = field(default_factory=dict)
 
 
 def attach(sinks: Sinks, emits, dead) -> Outputs:

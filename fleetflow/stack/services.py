@@ -127,7 +127,7 @@ class Kafka(Service):
         if not (self.data_dir / "meta.properties").exists():
             import subprocess
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            cluster_id = _kafka_cluster_id(self.s)
+            cluster_id = _kafka_cluster_id()
             out = subprocess.run(
                 [java_bin(), "-cp", self._classpath(), f"-Dlog4j2.configurationFile={log4j}",
                  "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.conf)],
@@ -150,7 +150,7 @@ class Kafka(Service):
             admin.close()
 
 
-def _kafka_cluster_id(s: StackSettings) -> str:
+def _kafka_cluster_id() -> str:
     # Kafka wants a base64 UUID; derive it once and keep it with the data.
     import base64
     raw = uuid.uuid4().bytes
