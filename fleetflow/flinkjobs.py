@@ -16,6 +16,8 @@ from fleetflow.stack.services import flink_env, prepare_flink, pyflink_home
 JOBS = {
     "fleetflow-shipment-status": "jobs.shipment_status",
     "fleetflow-vehicle-tracking": "jobs.vehicle_tracking",
+    "fleetflow-eta": "jobs.eta",
+    "fleetflow-alerts": "jobs.alerts",
 }
 
 

@@ -19,7 +19,7 @@ DeadLetter = dict[str, Any]
 NO_PARTITION = -1
 NO_OFFSET = -1
 
-_TOPIC_BY_SCHEMA = {t.schema: t.name for t in topics.ALL if t.schema}
+_TOPIC_BY_SCHEMA = topics.TOPIC_BY_SCHEMA
 
 Validator = Callable[[Mapping[str, Any], int, ValidationConfig, frozenset[str]], "str | None"]
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import StreamExecutionEnvironment
@@ -23,6 +23,14 @@ class JobConfig:
     future_tolerance_ms: int = validation.DEFAULT_FUTURE_TOLERANCE_MS
     retention_ms: int = validation.DEFAULT_RETENTION_MS
     parallelism: int | None = None
+    # Per-rule overrides, e.g. {"watch": {"stall_after_ms": 300000}}; each job maps its
+    # section onto its udfs' config dataclasses (unknown keys are an error there).
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def rule(self, name: str, base):
+        """``base`` (a frozen config dataclass) with ``rules[name]`` applied."""
+        import dataclasses
+        return dataclasses.replace(base, **self.rules.get(name, {}))
 
     def validation(self) -> validation.ValidationConfig:
         return validation.ValidationConfig(future_tolerance_ms=self.future_tolerance_ms,
@@ -31,9 +39,16 @@ class JobConfig:
 
 @dataclass
 class Sinks:
-    """What to attach to the job's outputs. ``None`` leaves an output for the caller (tests collect it)."""
+    """What to attach to the job's outputs. ``None`` leaves an output for the caller (tests collect it).
+
+    ``alerts`` takes a stream of Avro-encoded alert bytes (jobs/alerting.py) bound for
+    ``ff.alert-candidates``; ``topics`` maps a derived topic's name to a sink for a stream
+    of Avro-encoded bytes (for example ``ff.shipment-states``).
+    """
     store: Callable | None = None
     dead_letters: Callable | None = None
+    alerts: Callable | None = None
+    topics: dict[str, Callable] = field(default_factory=dict)
 
 
 @dataclass
@@ -50,8 +65,19 @@ def attach(sinks: Sinks, emits, dead) -> Outputs:
     return Outputs(emits=emits, dead_letters=dead)
 
 
-def store_and_dead_letter_sinks(s, uids: dict[str, str]) -> Sinks:
-    """Production sinks: emits → Cassandra + Redis writer, dead letters → Kafka."""
+def kafka_topic_sink(s, topic_name: str, uid: str) -> Callable:
+    """A sink hook that sends a stream of encoded bytes to ``topic_name``."""
+    def sink(stream):
+        stream.sink_to(kafka_bytes_sink(s.kafka_bootstrap, topic_name)).uid(uid).name(f"→ {topic_name}")
+    return sink
+
+
+def store_and_dead_letter_sinks(s, uids: dict[str, str], derived: Sequence[str] = ()) -> Sinks:
+    """Production sinks: emits → Cassandra + Redis writer, dead letters and alerts → Kafka.
+
+    ``derived`` lists extra topic names the job publishes; their sink uid is
+    ``uids[topic_name]`` (required: savepoints map sink state by uid).
+    """
     store_cfg = StoreConfig.from_settings(s)
 
     def store(stream):
@@ -63,12 +89,21 @@ def store_and_dead_letter_sinks(s, uids: dict[str, str]) -> Sinks:
         stream.sink_to(kafka_bytes_sink(s.kafka_bootstrap, topics.DEAD_LETTERS.name)).uid(
             uids["dead_letters"]).name("dead letters → Kafka")
 
-    return Sinks(store=store, dead_letters=dead_letters)
+    alerts = kafka_topic_sink(s, topics.ALERT_CANDIDATES.name, uids["alerts"]) if "alerts" in uids else None
+    return Sinks(store=store, dead_letters=dead_letters, alerts=alerts,
+                 topics={name: kafka_topic_sink(s, name, uids[name]) for name in derived})
 
 
-def run(job_name: str, topic: topics.Topic, build_pipeline, uids: dict[str, str], doc: str,
-        argv: list[str] | None = None) -> None:
-    """Entry point shared by the jobs: read config, attach Kafka/Cassandra/Redis, execute."""
+def run(job_name: str, topic: topics.Topic | Sequence[topics.Topic], build_pipeline, uids: dict[str, str], doc: str,
+        argv: list[str] | None = None, *, derived: Sequence[str] = (),
+        startup_modes: dict[str, str] | None = None) -> None:
+    """Entry point shared by the jobs: read config, attach Kafka/Cassandra/Redis, execute.
+
+    ``topic`` may be several topics: their RawRecord streams are passed to
+    ``build_pipeline(env, *streams, sinks, cfg)`` in that order. ``startup_modes`` maps a
+    topic name to a Kafka startup mode; broadcast topics (geofences, carrier mappings)
+    use ``earliest-offset`` so every start rebuilds the full picture.
+    """
     from pyflink.table import StreamTableEnvironment
 
     from fleetflow import settings
@@ -82,7 +117,11 @@ def run(job_name: str, topic: topics.Topic, build_pipeline, uids: dict[str, str]
     if cfg.parallelism:
         env.set_parallelism(cfg.parallelism)
     t_env = StreamTableEnvironment.create(env)
-    source = raw_kafka_stream(t_env, KafkaTopicSource(s.kafka_bootstrap, topic.name, job_name),
-                              f"{topic.schema}_raw")
-    build_pipeline(env, source, store_and_dead_letter_sinks(s, uids), cfg)
+    wanted = [topic] if isinstance(topic, topics.Topic) else list(topic)
+    modes = startup_modes or {}
+    streams = [raw_kafka_stream(t_env, KafkaTopicSource(s.kafka_bootstrap, t.name, job_name,
+                                                        startup_mode=modes.get(t.name, "group-offsets")),
+                                f"{t.name}_raw")
+               for t in wanted]
+    build_pipeline(env, *streams, store_and_dead_letter_sinks(s, uids, derived), cfg)
     env.execute(job_name)

@@ -198,3 +198,40 @@ def square_wkt(lat: float, lon: float, half_side_m: float) -> str:
     s_lat, w_lon = offset(lat, lon, north_m=-half_side_m, east_m=-half_side_m)
     n_lat, e_lon = offset(lat, lon, north_m=half_side_m, east_m=half_side_m)
     return (f"POLYGON(({w_lon} {s_lat}, {e_lon} {s_lat}, {e_lon} {n_lat}, {w_lon} {n_lat}, {w_lon} {s_lat}))")
+
+
+def shipment_state(tracking_id: str = "TRK0001", status: str = "IN_TRANSIT", detail: str = "DEPARTED_FACILITY", *,
+                   version: int = 3, at_ms: int = T0_MS, event_id: str = "ev-1", carrier: str | None = "FEDEX",
+                   leg: int = 1, facility_id: str | None = None, service_level: str = "STANDARD",
+                   order_id: str | None = None, promised_start_ms: int | None = None,
+                   promised_end_ms: int | None = None, prev_status: str | None = None, terminal: bool = False,
+                   hidden: bool = False) -> dict[str, Any]:
+    """An ``ff.shipment-states`` record (avro/shipment_states.avsc)."""
+    return {
+        "tracking_id": tracking_id, "version": version, "status": status, "status_detail": detail,
+        "prev_status": prev_status, "event_id": event_id, "event_time_ms": at_ms, "status_since_ms": at_ms,
+        "carrier": carrier, "leg": leg, "facility_id": facility_id, "service_level": service_level,
+        "order_id": order_id, "promised_start_ms": promised_start_ms, "promised_end_ms": promised_end_ms,
+        "terminal": terminal, "hidden_from_customers": hidden,
+    }
+
+
+def fence_event(event_type: str = "ENTER", vehicle_id: str = "VAN001", geofence_id: str = "HUB-1", *,
+                kind: str = "HUB", at_ms: int = T0_MS, visit_start_ms: int | None = None,
+                facility_id: str | None = None, detected_ms: int | None = None, interpolated: bool = False,
+                reason: str = "OBSERVED") -> dict[str, Any]:
+    """An ``ff.fence-events`` record (avro/fence_events.avsc)."""
+    return {
+        "event_id": f"{vehicle_id}|{geofence_id}|{event_type}|{at_ms}", "event_type": event_type,
+        "vehicle_id": vehicle_id, "geofence_id": geofence_id, "kind": kind, "facility_id": facility_id,
+        "event_time_ms": at_ms, "visit_start_ms": at_ms if visit_start_ms is None else visit_start_ms,
+        "detected_time_ms": at_ms if detected_ms is None else detected_ms, "interpolated": interpolated,
+        "reason": reason,
+    }
+
+
+def alert_ack(alert_id: str = "VEHICLE_STALLED:VEHICLE:VAN001", *, action: str = "ACK", assignee: str | None = None,
+              actor: str = "key-1", note: str = "", at_ms: int = T0_MS, ack_id: str = "ack-1") -> dict[str, Any]:
+    """An ``ff.alert-acks`` record (avro/alert_acks.avsc)."""
+    return {"ack_id": ack_id, "alert_id": alert_id, "action": action, "assignee": assignee, "actor": actor,
+            "note": note, "event_time_ms": at_ms}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -14,6 +15,11 @@ from fleetflow.stack.process import StackError
 
 console = Console(stderr=False)
 log = logging.getLogger("fleetflow.cli")
+
+
+# Command groups that live in their own module, each with ``register(subparsers)``; a
+# handler may raise StackError for a clean one-line failure.
+COMMAND_GROUPS: tuple[str, ...] = ()
 
 
 def _say(msg: str) -> None:
@@ -160,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="serve the API in the foreground")
     api.add_argument("--port", type=int)
     api.set_defaults(fn=cmd_api)
+    for name in COMMAND_GROUPS:
+        importlib.import_module(f"fleetflow.cli.{name}").register(sub)
     return p
 
 

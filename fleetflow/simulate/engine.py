@@ -143,7 +143,7 @@ def generate(cfg: SimConfig, on_van_done: Callable[[int], None] | None = None) -
             for s in scans:
                 emit("scans", tracking_id, s.record, s.record["event_time_ms"])
 
-    topic_of = {t.schema: t.name for t in topics.ALL if t.schema}
+    topic_of = topics.TOPIC_BY_SCHEMA
     lrng = rng_for(cfg.seed, "latency")
     order_idx = sorted((i for i, e in enumerate(events) if e[3] <= H), key=lambda i: (events[i][3], i))
     clean = []

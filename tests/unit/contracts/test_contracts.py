@@ -99,6 +99,30 @@ GOLDEN: dict[str, tuple[dict[str, Any], str, str]] = {
         "0e56454849434c450c56414e30303180b0fdd89567b8c7fdd89567020e69646c655f6d730c36303030303000066f7073"
         "00",
     ),
+    # shipment_states: 0e "TRK0001" | 06 version 3 | 14 "IN_TRANSIT" | 22 "DEPARTED_FACILITY" | 00 prev null
+    #   | 08 "ev-1" | time | since | 02 0a "FEDEX" | 02 leg 1 | 00 facility null | 10 "STANDARD" | 02 0a "ORD-1"
+    #   | 00 start null | 02 end = T0 + 1 h | 00 terminal | 00 hidden
+    "shipment_states": (
+        b.shipment_state(order_id="ORD-1", promised_end_ms=b.T0_MS + 3_600_000),
+        "3df190624a46adee",
+        "0e54524b303030310614494e5f5452414e5349542244455041525445445f464143494c495459000865762d3180b0fdd8956780b0"
+        "fdd89567020a46454445580200105354414e44415244020a4f52442d31000280eab4dc95670000",
+    ),
+    # fence_events: 40 "VAN001|HUB-1|ENTER|<T0>" | 00 enum ENTER | 0c "VAN001" | 0a "HUB-1" | 06 "HUB" | 00 facility null
+    #   | time | visit start | detected | 01 interpolated | 10 "OBSERVED"
+    "fence_events": (
+        b.fence_event(interpolated=True),
+        "a07b1cff91ba8f6a",
+        "4056414e3030317c4855422d317c454e5445527c31373732343338343030303030000c56414e3030310a4855422d3106485542"
+        "0080b0fdd8956780b0fdd8956780b0fdd8956701104f42534552564544",
+    ),
+    # alert_acks: 0a "ack-1" | 3c alert id | 02 enum ASSIGN | 02 14 "team-north" | 0a "key-1" | 00 note "" | time
+    "alert_acks": (
+        b.alert_ack(action="ASSIGN", assignee="team-north"),
+        "d389280e087b99df",
+        "0a61636b2d313c56454849434c455f5354414c4c45443a56454849434c453a56414e3030310202147465616d2d6e6f727468"
+        "0a6b65792d310080b0fdd89567",
+    ),
     "dead_letters": (
         b.dead_letter(),
         "7b48d4027d35948f",
