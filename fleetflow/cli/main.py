@@ -17,9 +17,16 @@ console = Console(stderr=False)
 log = logging.getLogger("fleetflow.cli")
 
 
-# Command groups that live in their own module, each with ``register(subparsers)``; a
-# handler may raise StackError for a clean one-line failure.
-COMMAND_GROUPS: tuple[str, ...] = ()
+def command_groups() -> list[str]:
+    """Command groups that live in their own module ``fleetflow/cli/cmd_<group>.py``.
+
+    Each such module defines ``register(subparsers)``; its handlers may raise StackError
+    for a clean one-line failure. Discovered by name so a new group is one new file.
+    """
+    import pkgutil
+
+    import fleetflow.cli as pkg
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name.startswith("cmd_"))
 
 
 def _say(msg: str) -> None:
@@ -166,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="serve the API in the foreground")
     api.add_argument("--port", type=int)
     api.set_defaults(fn=cmd_api)
-    for name in COMMAND_GROUPS:
+    for name in command_groups():
         importlib.import_module(f"fleetflow.cli.{name}").register(sub)
     return p
 
