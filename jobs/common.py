@@ -72,16 +72,18 @@ def kafka_topic_sink(s, topic_name: str, uid: str) -> Callable:
     return sink
 
 
-def store_and_dead_letter_sinks(s, uids: dict[str, str], derived: Sequence[str] = ()) -> Sinks:
+def store_and_dead_letter_sinks(s, uids: dict[str, str], derived: Sequence[str] = (),
+                                writer: Callable = StoreWriter) -> Sinks:
     """Production sinks: emits → Cassandra + Redis writer, dead letters and alerts → Kafka.
 
     ``derived`` lists extra topic names the job publishes; their sink uid is
-    ``uids[topic_name]`` (required: savepoints map sink state by uid).
+    ``uids[topic_name]`` (required: savepoints map sink state by uid). ``writer`` is the
+    job's store writer class, built with a StoreConfig.
     """
     store_cfg = StoreConfig.from_settings(s)
 
     def store(stream):
-        (stream.flat_map(StoreWriter(store_cfg), output_type=Types.PICKLED_BYTE_ARRAY())
+        (stream.flat_map(writer(store_cfg), output_type=Types.PICKLED_BYTE_ARRAY())
          .uid(uids["store"]).name("write Cassandra + Redis")
          .sink_to(discarding_sink()).uid(uids["store_sink"]).name("store done"))
 
@@ -96,7 +98,7 @@ def store_and_dead_letter_sinks(s, uids: dict[str, str], derived: Sequence[str] 
 
 def run(job_name: str, topic: topics.Topic | Sequence[topics.Topic], build_pipeline, uids: dict[str, str], doc: str,
         argv: list[str] | None = None, *, derived: Sequence[str] = (),
-        startup_modes: dict[str, str] | None = None) -> None:
+        startup_modes: dict[str, str] | None = None, writer: Callable = StoreWriter) -> None:
     """Entry point shared by the jobs: read config, attach Kafka/Cassandra/Redis, execute.
 
     ``topic`` may be several topics: their RawRecord streams are passed to
@@ -123,5 +125,5 @@ def run(job_name: str, topic: topics.Topic | Sequence[topics.Topic], build_pipel
                                                         startup_mode=modes.get(t.name, "group-offsets")),
                                 f"{t.name}_raw")
                for t in wanted]
-    build_pipeline(env, *streams, store_and_dead_letter_sinks(s, uids, derived), cfg)
+    build_pipeline(env, *streams, store_and_dead_letter_sinks(s, uids, derived, writer), cfg)
     env.execute(job_name)
