@@ -299,15 +299,34 @@ def flink_lib_dir(s: StackSettings) -> Path:
     return s.home / "flink-lib"
 
 
+def flink_plugins_dir(s: StackSettings) -> Path:
+    return s.home / "flink-plugins"
+
+
+# Plugins the cluster loads, from PyFlink's own plugins/ (each gets its own classloader).
+# Only what config.yaml uses: every extra plugin is scanned at every JVM start.
+FLINK_PLUGINS = ("metrics-prometheus",)
+
+
+def flink_state_dirs(s: StackSettings) -> tuple[str, str]:
+    """(checkpoint dir, savepoint dir) URIs for the local cluster; env vars may point elsewhere (s3://…)."""
+    import os
+    return (os.environ.get("FLEETFLOW_FLINK_CHECKPOINT_DIR", f"file://{s.data / 'flink-checkpoints'}"),
+            os.environ.get("FLEETFLOW_FLINK_SAVEPOINT_DIR", f"file://{s.data / 'flink-savepoints'}"))
+
+
 def prepare_flink(s: StackSettings) -> None:
-    """Lay out FLINK_CONF_DIR and FLINK_LIB_DIR for the session cluster and the CLI.
+    """Lay out FLINK_CONF_DIR, FLINK_LIB_DIR and FLINK_PLUGINS_DIR for the session cluster and the CLI.
 
     The lib dir is PyFlink's own lib plus flink-python and the Kafka connector, so the
-    cluster has the connector on its classpath and jobs need not ship it.
+    cluster has the connector on its classpath and jobs need not ship it. The plugins dir
+    holds the Prometheus reporter, which PyFlink ships under plugins/ but not in lib/
+    (reporters are loaded only as plugins, in their own classloader). RocksDB is part of
+    flink-dist and needs nothing here.
     """
     import sys
     home = pyflink_home()
-    conf_dir, lib_dir = flink_conf_dir(s), flink_lib_dir(s)
+    conf_dir, lib_dir, plugins_dir = flink_conf_dir(s), flink_lib_dir(s), flink_plugins_dir(s)
     conf_dir.mkdir(parents=True, exist_ok=True)
     lib_dir.mkdir(parents=True, exist_ok=True)
     for old in lib_dir.iterdir():
@@ -316,12 +335,23 @@ def prepare_flink(s: StackSettings) -> None:
     jars += list(_jar_dir(s, "flink").glob("*.jar"))
     for jar in jars:
         (lib_dir / jar.name).symlink_to(jar)
+    if plugins_dir.exists():
+        shutil.rmtree(plugins_dir)
+    for plugin in FLINK_PLUGINS:
+        src = home / "plugins" / plugin
+        if not any(src.glob("*.jar")):
+            raise StackError(f"Flink plugin {plugin} missing from {src}: reinstall apache-flink "
+                             f"(pip install -c constraints.txt -e .)")
+        (plugins_dir / plugin).mkdir(parents=True)
+        for jar in src.glob("*.jar"):
+            (plugins_dir / plugin / jar.name).symlink_to(jar)
     for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties", "log4j-session.properties",
                  "logback.xml", "logback-console.xml"):
         src = home / "conf" / name
         if src.exists():
             shutil.copy(src, conf_dir / name)
     base = yaml.safe_load((ROOT / "flink-conf" / "config.yaml").read_text()) or {}
+    checkpoint_dir, savepoint_dir = flink_state_dirs(s)
     local = {
         "jobmanager": {"rpc": {"address": s.host, "port": s.flink_rpc_port}, "bind-host": s.host},
         "taskmanager": {"host": s.host, "bind-host": s.host},
@@ -330,8 +360,9 @@ def prepare_flink(s: StackSettings) -> None:
                    "pythonpath": python_path()},
         "env": {"log": {"dir": str(s.logs)}, "pid": {"dir": str(s.run)}},
         "io": {"tmp": {"dirs": str(s.data / "flink-tmp")}},
-        "state": {"checkpoints": {"dir": f"file://{s.data / 'flink-checkpoints'}"},
-                  "savepoints": {"dir": f"file://{s.data / 'flink-savepoints'}"}},
+        "execution": {"checkpointing": {"dir": checkpoint_dir, "savepoint-dir": savepoint_dir}},
+        # RocksDB's working files (not checkpoints): local disk, recreated on restore.
+        "state": {"backend": {"rocksdb": {"localdir": str(s.data / "flink-rocksdb")}}},
     }
     (conf_dir / "config.yaml").write_text(yaml.safe_dump(_deep_merge(base, local), sort_keys=False))
 
@@ -345,7 +376,7 @@ def _deep_merge(a: dict, b: dict) -> dict:
 
 def flink_env(s: StackSettings) -> dict[str, str]:
     return {"FLINK_CONF_DIR": str(flink_conf_dir(s)), "FLINK_LIB_DIR": str(flink_lib_dir(s)),
-            "FLINK_LOG_DIR": str(s.logs), "FLINK_PID_DIR": str(s.run)}
+            "FLINK_PLUGINS_DIR": str(flink_plugins_dir(s)), "FLINK_LOG_DIR": str(s.logs), "FLINK_PID_DIR": str(s.run)}
 
 
 class FlinkJobManager(Service):
