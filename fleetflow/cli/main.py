@@ -78,16 +78,6 @@ def cmd_init(s, args):
     _say(json.dumps(schema.init(s)))
 
 
-def cmd_jobs(s, args):
-    from fleetflow import flinkjobs
-    if args.action == "list":
-        for j in flinkjobs.list_jobs(s):
-            console.print(f"{j.job_id}  {j.state:<10} {j.name}")
-    elif args.action == "submit":
-        j = flinkjobs.submit(s, args.name)
-        _say(f"{j.name} {j.state} {j.job_id}  dashboard: {s.flink_rest_url}/#/job/running/{j.job_id}/overview")
-
-
 def cmd_demo(s, args):
     from fleetflow import demo
     with console.status("bringing up the demo…"):
@@ -152,10 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
     lg.set_defaults(fn=cmd_logs)
     sub.add_parser("init", help="create Kafka topics and apply Cassandra migrations (idempotent)").set_defaults(
         fn=cmd_init)
-    jobs = sub.add_parser("jobs", help="manage Flink jobs")
-    jobs.add_argument("action", choices=["list", "submit"])
-    jobs.add_argument("name", nargs="?", default="fleetflow-shipment-status")
-    jobs.set_defaults(fn=cmd_jobs)
     demo = sub.add_parser("demo", help="stack + job + API + demo shipments, then print a curl that works")
     demo.add_argument("--shipments", type=int, default=8)
     demo.set_defaults(fn=cmd_demo)
