@@ -39,6 +39,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from udfs.decision import Decision
+from udfs.validation import (BAD_EVENT_TIME, DEFAULT_CONFIG as DEFAULT_VALIDATION, MISSING_ID, ValidationConfig,
+                             event_time_reason)
 
 INFO, WARNING, CRITICAL = "INFO", "WARNING", "CRITICAL"
 SEVERITIES = (INFO, WARNING, CRITICAL)
@@ -209,12 +211,24 @@ def with_route(alert: Alert, rules: Iterable[RoutingRule], default: str = DEFAUL
 
 # --------------------------------------------------------------------------- dedup + throttle gate
 
+def _check_ints(cfg: Any, **minimum: int) -> None:
+    """Config dataclasses come from job JSON: refuse wrong types and out-of-range values early."""
+    bad = [f"{name} must be an integer >= {low}, got {getattr(cfg, name)!r}" for name, low in minimum.items()
+           if not isinstance(getattr(cfg, name), int) or isinstance(getattr(cfg, name), bool)
+           or getattr(cfg, name) < low]
+    if bad:
+        raise ValueError(f"{type(cfg).__name__}: " + "; ".join(bad))
+
+
 @dataclass(frozen=True)
 class GateConfig:
     max_per_window: int = 1
     window_ms: int = 5 * MINUTE_MS
     # How long a condition's id is remembered after the entity's newest alert.
     dedup_ttl_ms: int = 24 * HOUR_MS
+
+    def __post_init__(self) -> None:
+        _check_ints(self, max_per_window=1, window_ms=0, dedup_ttl_ms=1)
 
 
 DEFAULT_GATE_CONFIG = GateConfig()
@@ -291,3 +305,163 @@ def _throttled(s: GateState, alert_type: str, t: int, cfg: GateConfig) -> bool:
     # Symmetric window: a late alert is measured against passes on both sides of it.
     near = sum(1 for typ, pt in s.passed if typ == alert_type and abs(t - pt) < cfg.window_ms)
     return near >= cfg.max_per_window
+
+
+PASSED, DEDUPED, THROTTLED = "passed", "deduped", "throttled"
+
+
+def gate_verdict(before: GateState | None, d: Decision[GateState]) -> str:
+    """What ``gate_step`` did with one alert: ``passed``, ``deduped`` or ``throttled``.
+
+    Read off the Decision rather than returned by ``gate_step`` so the gate keeps the
+    one step shape; the counters in GateState move by exactly one per alert.
+    """
+    if d.emits:
+        return PASSED
+    dup_before = before.duplicate_count if before is not None else 0
+    return DEDUPED if d.state is not None and d.state.duplicate_count > dup_before else THROTTLED
+
+
+# --------------------------------------------------------------------------- admission checks
+
+def validate_alert(record: Mapping[str, Any], now_ms: int, cfg: ValidationConfig = DEFAULT_VALIDATION) -> str | None:
+    """Reason code for an ``alerts`` candidate dict, or None if the gate may see it.
+
+    The ids are the gate's key and the sinks' natural keys, so a blank one would merge
+    unrelated alerts. The event time drives the throttle and the expiry timer, so it
+    gets the same admission window as pings and scans.
+    """
+    if any(_blank(record.get(k)) for k in ("alert_id", "type", "entity_type", "entity_id")):
+        return MISSING_ID
+    reason = event_time_reason(record.get("event_time_ms"), now_ms, cfg)
+    if reason is not None:
+        return reason
+    detected = record.get("detected_time_ms")
+    if not isinstance(detected, int) or isinstance(detected, bool) or detected < 0:
+        return BAD_EVENT_TIME
+    return None
+
+
+def validate_ack(record: Mapping[str, Any], now_ms: int, cfg: ValidationConfig = DEFAULT_VALIDATION) -> str | None:
+    """Reason code for an ``alert_acks`` dict, or None. An ASSIGN needs no assignee
+    (null un-assigns), but every ack needs its own id, the alert's id and an actor."""
+    if any(_blank(record.get(k)) for k in ("ack_id", "alert_id", "actor")):
+        return MISSING_ID
+    return event_time_reason(record.get("event_time_ms"), now_ms, cfg)
+
+
+def _blank(value: Any) -> bool:
+    return not isinstance(value, str) or not value.strip()
+
+
+# --------------------------------------------------------------------------- acknowledgements
+
+ACK, ASSIGN = "ACK", "ASSIGN"
+ALERT_ACK = "ALERT_ACK"
+DAY_MS = 24 * HOUR_MS
+
+
+@dataclass(frozen=True)
+class AlertAck:
+    """One ``ff.alert-acks`` record: a dispatcher acknowledged or (re)assigned an alert."""
+    ack_id: str
+    alert_id: str
+    action: str
+    actor: str
+    event_time_ms: int
+    assignee: str | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.action not in (ACK, ASSIGN):
+            raise ValueError(f"action {self.action!r} not ACK/ASSIGN")
+
+    @staticmethod
+    def from_record(r: Mapping[str, Any]) -> "AlertAck":
+        return AlertAck(ack_id=r["ack_id"], alert_id=r["alert_id"], action=r["action"], actor=r["actor"],
+                        event_time_ms=int(r["event_time_ms"]), assignee=r.get("assignee") or None,
+                        note=r.get("note") or "")
+
+
+@dataclass(frozen=True)
+class AckConfig:
+    # How long an alert's ack memory outlives its newest ack. An ack arriving after
+    # that starts afresh (a later ACK would then overwrite acked_by; see docs/state.md).
+    state_ttl_ms: int = 30 * DAY_MS
+    # Bound on remembered ack ids per alert; the oldest are forgotten first.
+    max_ack_ids: int = 256
+
+    def __post_init__(self) -> None:
+        _check_ints(self, state_ttl_ms=1, max_ack_ids=1)
+
+
+DEFAULT_ACK_CONFIG = AckConfig()
+
+
+@dataclass(frozen=True)
+class AckState:
+    alert_id: str
+    # (ack_id, event_time_ms) of every ack applied: replays of them are dropped.
+    ack_ids: tuple[tuple[str, int], ...] = ()
+    acked_by: str | None = None
+    acked_ms: int | None = None
+    assignee: str | None = None
+    # Event time of the assignment in force; None until an assignment arrives.
+    assigned_ms: int | None = None
+    assigned_by_ack_id: str = ""
+    duplicate_count: int = 0
+    expires_ms: int = 0
+    timer_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class AckApplied:
+    """Emitted once per new ack: the ack itself (audit) and the alert's ack status after it."""
+    ack: AlertAck
+    acked_by: str | None
+    acked_ms: int | None
+    assignee: str | None
+    assigned_ms: int | None
+
+
+def ack_step(state: AckState | None, ack: AlertAck, now_ms: int,
+             cfg: AckConfig = DEFAULT_ACK_CONFIG) -> Decision[AckState]:
+    """Apply one ack to its alert (keyed by ``alert_id``); ``now_ms`` is the watermark.
+
+    * the earliest ACK in event time is the acknowledgement (``acked_by``, ``acked_ms``);
+      later ACKs are audited but do not move it, so a second dispatcher clicking "ack"
+      does not rewrite who responded first, and arrival order does not matter;
+    * the newest assignment in event time wins (ties broken by ``ack_id``). ASSIGN with
+      no assignee un-assigns; an ACK that names an assignee also assigns;
+    * an ``ack_id`` seen before is a replay and changes nothing.
+    """
+    s = state or AckState(alert_id=ack.alert_id)
+    t = ack.event_time_ms
+    expires = max(s.expires_ms, max(now_ms, t) + cfg.state_ttl_ms)
+    if any(aid == ack.ack_id for aid, _ in s.ack_ids):
+        return Decision(replace(s, duplicate_count=s.duplicate_count + 1, expires_ms=expires))
+    acked_by, acked_ms = s.acked_by, s.acked_ms
+    if ack.action == ACK and (acked_ms is None or t < acked_ms):
+        acked_by, acked_ms = ack.actor, t
+    assignee, assigned_ms, assigned_by = s.assignee, s.assigned_ms, s.assigned_by_ack_id
+    assigns = ack.action == ASSIGN or ack.assignee is not None
+    if assigns and (assigned_ms is None or (t, ack.ack_id) > (assigned_ms, assigned_by)):
+        assignee, assigned_ms, assigned_by = ack.assignee, t, ack.ack_id
+    ids = tuple(sorted(s.ack_ids + ((ack.ack_id, t),), key=lambda e: (e[1], e[0])))[-cfg.max_ack_ids:]
+    s = replace(s, ack_ids=ids, acked_by=acked_by, acked_ms=acked_ms, assignee=assignee, assigned_ms=assigned_ms,
+                assigned_by_ack_id=assigned_by, expires_ms=expires)
+    emits = (AckApplied(ack, acked_by, acked_ms, assignee, assigned_ms),)
+    if s.timer_ms is None:
+        s = replace(s, timer_ms=s.expires_ms)
+        return Decision(s, emits, timer_ms=s.timer_ms)
+    return Decision(s, emits)
+
+
+def ack_on_timer(state: AckState | None, timer_ms: int, cfg: AckConfig = DEFAULT_ACK_CONFIG) -> Decision[AckState]:
+    """Forget the alert's acks ``state_ttl_ms`` after the newest one; else re-arm."""
+    if state is None or timer_ms != state.timer_ms:
+        return Decision(state)
+    if timer_ms < state.expires_ms:
+        return Decision(replace(state, timer_ms=state.expires_ms), timer_ms=state.expires_ms)
+    return Decision(None)
+
