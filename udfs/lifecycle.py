@@ -8,15 +8,17 @@ promised window, order, carriers per leg). All three return a ``Decision``.
 Rules, in the order ``step`` applies them:
 
 1. Duplicate ``event_id`` (among the last ``cfg.dedup_window`` seen): ignored, no emits.
-2. Late scan (event time older than the newest applied scan): recorded in history with
+2. OUT_FOR_DELIVERY or ATTEMPT_FAIL before any IN_TRANSIT scan: parked in the state
+   (at most ``cfg.max_parked``) with an INVALID_TRANSITION record marked ``parked``, and
+   retried as soon as an IN_TRANSIT scan has been seen, so shuffled journeys converge.
+3. Late scan (event time older than the newest applied scan): recorded in history with
    ``late=True`` and as a LATE_EVENT data-quality record; it never regresses the status.
    A late scan is applied only where in-order processing would have kept it and refused
    the newer scans (``_late_but_decisive``: a DELIVERED, a return reaching the sender, a
-   return under newer movement, a first movement after a label). No reorder buffer is
-   kept, so a scan refused for lack of an earlier one is not retried when that arrives.
-3. Illegal transition (``ALLOWED`` table, checked per leg, plus shipment-wide rules):
+   return under newer movement, a first movement after a label).
+4. Illegal transition (``ALLOWED`` table, checked per leg, plus shipment-wide rules):
    an INVALID_TRANSITION data-quality record; state is not overwritten.
-4. Otherwise the scan updates its leg, the shipment status is re-derived from the legs
+5. Otherwise the scan updates its leg, the shipment status is re-derived from the legs
    (``derive_status``), and history, state-change, audit and handoff records are emitted.
 
 State: ``ShipmentState``. At most one event-time timer is pending per shipment
@@ -29,6 +31,12 @@ one other:
 * RETAIN at terminal time + cfg.terminal_retention_ms: state is cleared. It is kept
   that long so late scans are still deduplicated and recorded rather than starting a
   fresh, wrong shipment.
+* DISCARD at the oldest parked scan + cfg.park_timeout_ms, only while nothing has been
+  applied yet (version 0): the parked scans are given up and the state is cleared.
+
+Leg 0 means "the shipment's current leg" (geofence-derived scans from the vehicle job):
+the scan is applied to that leg under that leg's carrier, and its source (GEOFENCE) is
+what the audit row records.
 
 ``now_ms`` is processing time. Rules run on event time, so ``step`` does not use it; it
 is kept for the shared rule shape and used by ``apply_plan`` when a plan has no time.
@@ -71,6 +79,12 @@ DEFAULT_TERMINAL_RETENTION_MS = 7 * DAY_MS
 DEFAULT_IDLE_EXPIRY_MS = 30 * DAY_MS
 # A parcel sees tens of scans; 64 ids cover a full journey plus carrier re-sends.
 DEFAULT_DEDUP_WINDOW = 64
+# Refused-for-now scans kept for a retry. A journey has one delivery round, maybe two.
+DEFAULT_MAX_PARKED = 8
+# How long a shipment made only of parked scans waits for its IN_TRANSIT scan.
+DEFAULT_PARK_TIMEOUT_MS = 3 * DAY_MS
+# Leg number that stands for "whatever leg the shipment is on now".
+CURRENT_LEG = 0
 
 # Data-quality record types.
 INVALID_TRANSITION = "INVALID_TRANSITION"
@@ -83,6 +97,7 @@ ALERT_RESOLVED = "RESOLVED"
 TIMER_STUCK = "STUCK"
 TIMER_EXPIRE = "EXPIRE"
 TIMER_RETAIN = "RETAIN"
+TIMER_DISCARD = "DISCARD"
 # Audit source for changes FleetFlow makes itself rather than a scan.
 SOURCE_TIMER = "FLEETFLOW_TIMER"
 SOURCE_PLAN = "PLAN"
@@ -127,6 +142,8 @@ class LifecycleConfig:
     terminal_retention_ms: int = DEFAULT_TERMINAL_RETENTION_MS
     idle_expiry_ms: int = DEFAULT_IDLE_EXPIRY_MS
     dedup_window: int = DEFAULT_DEDUP_WINDOW
+    max_parked: int = DEFAULT_MAX_PARKED
+    park_timeout_ms: int = DEFAULT_PARK_TIMEOUT_MS
 
     def stuck_limit_ms(self, status: Status, service_level: str) -> int | None:
         limit = self.stuck_limits_ms.get((status, service_level))
@@ -151,6 +168,8 @@ class LifecycleConfig:
             terminal_retention_ms=int(overrides.get("terminal_retention_ms", base.terminal_retention_ms)),
             idle_expiry_ms=int(overrides.get("idle_expiry_ms", base.idle_expiry_ms)),
             dedup_window=int(overrides.get("dedup_window", base.dedup_window)),
+            max_parked=int(overrides.get("max_parked", base.max_parked)),
+            park_timeout_ms=int(overrides.get("park_timeout_ms", base.park_timeout_ms)),
         )
 
 
@@ -204,7 +223,14 @@ class ShipmentState:
     # Soft delete: CANCELLED shipments stay for audit but are hidden from customers.
     deleted: bool = False
     # Bumped on every StateChanged; sinks keep the highest, so replays cannot go backwards.
+    # 0 means nothing has been applied yet: the state holds only parked scans.
     version: int = 0
+    # Scans refused only for want of an earlier IN_TRANSIT, oldest first (see step, rule 2).
+    parked: tuple[NormalisedScan, ...] = ()
+    # Where the newest applied scan was, when it said (kept from older scans otherwise).
+    last_facility_id: str | None = None
+    last_lat: float | None = None
+    last_lon: float | None = None
 
     @property
     def carrier(self) -> str | None:
@@ -254,6 +280,12 @@ class StateChanged:
     deleted: bool
     hidden_from_customers: bool
     version: int
+    # Event time of what caused the change: the scan, the plan, or the timer.
+    event_time_ms: int = 0
+    last_event_id: str | None = None
+    last_facility_id: str | None = None
+    last_lat: float | None = None
+    last_lon: float | None = None
 
 
 @dataclass(frozen=True)
@@ -304,6 +336,8 @@ class ShipmentAlert:
     leg: int
     order_id: str | None
     state: str = ALERT_OPEN
+    # Event time of the evidence: the timer for OPEN, the resolving change for RESOLVED.
+    event_time_ms: int = 0
 
 
 # ---------------------------------------------------------------- plan input
@@ -427,25 +461,29 @@ def _history(ev: NormalisedScan, late: bool, hidden: bool, status: Status | None
                       ev.carrier, ev.leg, ev.raw_code, ev.source, late, ev.raw_text, ev.facility_id, hidden)
 
 
-def _snapshot(s: ShipmentState, prev_status: Status | None, prev_detail: Detail | None, event_id: str) -> StateChanged:
+def _snapshot(s: ShipmentState, prev_status: Status | None, prev_detail: Detail | None, event_id: str,
+              at_ms: int) -> StateChanged:
     return StateChanged(
         tracking_id=s.tracking_id, status=s.status, detail=s.detail, prev_status=prev_status,
         prev_detail=prev_detail, status_since_ms=s.status_since_ms, last_event_time_ms=s.last_event_time_ms,
         event_id=event_id, carrier=s.carrier, leg=s.leg, legs=tuple(sorted(s.legs.items())),
         service_level=s.service_level, order_id=s.order_id, promised_start_ms=s.promised_start_ms,
         promised_end_ms=s.promised_end_ms, terminal=is_terminal(s.status, s.detail), deleted=s.deleted,
-        hidden_from_customers=s.deleted, version=s.version)
+        hidden_from_customers=s.deleted, version=s.version, event_time_ms=at_ms, last_event_id=s.last_event_id,
+        last_facility_id=s.last_facility_id, last_lat=s.last_lat, last_lon=s.last_lon)
 
 
-def _alert(s: ShipmentState, timer_ms: int, limit_ms: int, alert_state: str) -> ShipmentAlert:
+def _alert(s: ShipmentState, timer_ms: int, limit_ms: int, alert_state: str, at_ms: int) -> ShipmentAlert:
     return ShipmentAlert(
         type=SHIPMENT_STUCK, alert_id=f"{SHIPMENT_STUCK}:{s.tracking_id}:{s.stuck_since_ms}",
         tracking_id=s.tracking_id, status=s.status, detail=s.detail, since_ms=s.stuck_since_ms, timer_ms=timer_ms,
         limit_ms=limit_ms, service_level=s.service_level, carrier=s.carrier, leg=s.leg, order_id=s.order_id,
-        state=alert_state)
+        state=alert_state, event_time_ms=at_ms)
 
 
 def _desired_timer(s: ShipmentState, cfg: LifecycleConfig) -> tuple[str, int]:
+    if s.version == 0 and s.parked:
+        return TIMER_DISCARD, s.parked[0].event_time_ms + cfg.park_timeout_ms
     if is_terminal(s.status, s.detail):
         return TIMER_RETAIN, s.status_since_ms + cfg.terminal_retention_ms
     limit = cfg.stuck_limit_ms(s.status, s.service_level)
@@ -475,7 +513,7 @@ def _change(before: ShipmentState, after: ShipmentState, at_ms: int, event_id: s
     emits: list[Any] = []
     if before.stuck_alerted:
         limit = cfg.stuck_limit_ms(before.status, before.service_level) or 0
-        emits.append(_alert(before, before.stuck_since_ms + limit, limit, ALERT_RESOLVED))
+        emits.append(_alert(before, before.stuck_since_ms + limit, limit, ALERT_RESOLVED, at_ms))
     after = replace(
         after,
         status_since_ms=at_ms if status_changed else before.status_since_ms,
@@ -483,7 +521,7 @@ def _change(before: ShipmentState, after: ShipmentState, at_ms: int, event_id: s
         stuck_alerted=False,
         deleted=before.deleted or after.status is S.CANCELLED,
         version=before.version + 1)
-    emits.append(_snapshot(after, before.status, before.detail, event_id))
+    emits.append(_snapshot(after, before.status, before.detail, event_id, at_ms))
     emits.append(AuditRow(after.tracking_id, at_ms, event_id, before.status, after.status, before.detail,
                           after.detail, source, after.version))
     return after, emits
@@ -535,16 +573,94 @@ def _late_pair(leg: LegState, event_time_ms: int, status: Status, detail: Detail
 
 def step(state: ShipmentState | None, event: NormalisedScan, now_ms: int,
          cfg: LifecycleConfig = DEFAULT_CONFIG) -> Decision[ShipmentState]:
-    if state is not None and event.event_id in state.recent_event_ids:
+    d = _step(state, event, cfg)
+    after, emits = d.state, list(d.emits)
+    # Parked scans waited only for an IN_TRANSIT; once one has been seen they are
+    # replayed in event-time order, exactly as if they had arrived now.
+    while after is not None and after.parked and after.seen_in_transit:
+        retry, rest = after.parked[0], after.parked[1:]
+        d = _step(replace(after, parked=rest), retry, cfg)
+        after = d.state
+        emits.extend(d.emits)
+    return _timer_delta(state, after, emits)
+
+
+def _timer_delta(before: ShipmentState | None, after: ShipmentState | None, emits: Iterable[Any]
+                 ) -> Decision[ShipmentState]:
+    """One Decision for a whole step: the shipment's one timer moves from where it was
+    on entry to where the final state wants it, whatever happened in between."""
+    old = before.timer_ms if before is not None else None
+    new = after.timer_ms if after is not None else None
+    if old == new:
+        return Decision(after, tuple(emits))
+    return Decision(after, tuple(emits), timer_ms=new, cancel_timers_ms=() if old is None else (old,))
+
+
+def _at_current_leg(state: ShipmentState | None, event: NormalisedScan) -> NormalisedScan:
+    """Leg 0 (a geofence-derived scan) is the shipment's current leg, under its carrier."""
+    if event.leg != CURRENT_LEG:
+        return event
+    leg_no = state.leg if state is not None else 1
+    leg = state.legs.get(leg_no) if state is not None else None
+    carrier = leg.carrier if leg is not None and leg.carrier else event.carrier
+    return replace(event, leg=leg_no, carrier=carrier)
+
+
+def _movement_reason(status: Status) -> str:
+    return f"{status.value} before any IN_TRANSIT scan"
+
+
+def _invalid(base: ShipmentState, leg: LegState, event: NormalisedScan, status: Status, detail: Detail,
+             reason: str, **extra: str) -> DataQuality:
+    return DataQuality(INVALID_TRANSITION, event.tracking_id, event.event_id, {
+        "from_status": (leg.status or base.status).value, "to_status": status.value,
+        "from_detail": (leg.detail or base.detail).value, "to_detail": detail.value,
+        "shipment_status": base.status.value, "leg": str(event.leg), "carrier": event.carrier,
+        "raw_code": event.raw_code, "event_time_ms": str(event.event_time_ms), "reason": reason, **extra})
+
+
+def _given_up(s: ShipmentState, scans: Iterable[NormalisedScan], why: str) -> list[DataQuality]:
+    """Parked scans that will never be retried: their INVALID_TRANSITION record is
+    rewritten (same type and event id, so the sink upserts it) to say so."""
+    leg = LegState()
+    return [_invalid(s, leg, e, e.status, e.detail, f"{_movement_reason(e.status)}; {why}", parked="false")
+            for e in scans]
+
+
+def _park(base: ShipmentState, leg: LegState, event: NormalisedScan, status: Status, detail: Detail,
+          reason: str, cfg: LifecycleConfig) -> Decision[ShipmentState]:
+    emits: list[Any] = [_invalid(base, leg, event, status, detail, reason, parked="true")]
+    parked = tuple(sorted(base.parked + (event,), key=lambda e: (e.event_time_ms, e.event_id)))
+    if len(parked) > cfg.max_parked:
+        dropped, parked = parked[:len(parked) - cfg.max_parked], parked[len(parked) - cfg.max_parked:]
+        emits.extend(_given_up(base, dropped, "dropped: too many parked scans"))
+    return _with_timer(replace(base, parked=parked), emits, cfg)
+
+
+def _step(state: ShipmentState | None, event: NormalisedScan, cfg: LifecycleConfig) -> Decision[ShipmentState]:
+    if state is not None and (event.event_id in state.recent_event_ids
+                              or any(p.event_id == event.event_id for p in state.parked)):
         return Decision(state)
-    is_new = state is None
-    base = _new_state(event.tracking_id, event.event_time_ms) if state is None else state
+    # Parked as received: a leg-0 scan finds its leg when it is finally applied.
+    received = event
+    event = _at_current_leg(state, event)
+    # Version 0 holds parked scans only: the first applied scan still starts the shipment.
+    is_new = state is None or state.version == 0
+    if state is None:
+        base = _new_state(event.tracking_id, event.event_time_ms)
+    elif is_new:
+        base = replace(_new_state(event.tracking_id, event.event_time_ms), parked=state.parked,
+                       timer_ms=state.timer_ms, timer_kind=state.timer_kind)
+    else:
+        base = state
     seen_ids = _remember(base.recent_event_ids, event.event_id, cfg.dedup_window)
     hidden = base.deleted
     leg_no = event.leg
     leg = base.legs.get(leg_no) or LegState()
     status, detail = _effective_pair(leg, event.status, event.detail)
     reason = _rejection(base, leg, status, detail, leg_no)
+    if reason is not None and reason == _movement_reason(status):
+        return _park(base, leg, received, status, detail, reason, cfg)
 
     late = base.last_event_time_ms is not None and event.event_time_ms < base.last_event_time_ms
     if late:
@@ -562,15 +678,14 @@ def step(state: ShipmentState | None, event: NormalisedScan, now_ms: int,
         status, detail = _late_pair(leg, event.event_time_ms, status, detail)
 
     if reason is not None:
-        dq = DataQuality(INVALID_TRANSITION, event.tracking_id, event.event_id, {
-            "from_status": (leg.status or base.status).value, "to_status": status.value,
-            "from_detail": (leg.detail or base.detail).value, "to_detail": detail.value,
-            "shipment_status": base.status.value, "leg": str(leg_no), "carrier": event.carrier,
-            "raw_code": event.raw_code, "event_time_ms": str(event.event_time_ms), "reason": reason})
-        if is_new:
+        dq = _invalid(base, leg, event, status, detail, reason)
+        if state is None:
             # Nothing valid has been seen yet; keeping an empty shipment only for this id
             # would leak, and a redelivery would just be rejected again.
             return Decision(None, (dq,))
+        if is_new:
+            # Parked scans are waiting: keep them, but nothing else about this scan.
+            return Decision(state, (dq,))
         return Decision(replace(base, recent_event_ids=seen_ids), (dq,))
 
     first_on_leg = leg.status is None
@@ -602,6 +717,10 @@ def step(state: ShipmentState | None, event: NormalisedScan, now_ms: int,
                     last_event_id=event.event_id if newest else base.last_event_id,
                     seen_in_transit=base.seen_in_transit or event.status is S.IN_TRANSIT,
                     handed_off_to_leg=handed_off_to, recent_event_ids=seen_ids)
+    if newest:
+        after = replace(after, last_facility_id=event.facility_id or base.last_facility_id,
+                        last_lat=event.lat if event.lat is not None else base.last_lat,
+                        last_lon=event.lon if event.lat is not None else base.last_lon)
     if is_new or (new_status, new_detail) != (base.status, base.detail):
         after, change_emits = _change(base, after, event.event_time_ms, event.event_id, event.source, cfg)
         if is_new:
@@ -627,16 +746,26 @@ def on_timer(state: ShipmentState | None, timer_ms: int,
         # A superseded timer that fired before the operator deleted it.
         return Decision(state)
     if state.timer_kind == TIMER_RETAIN:
-        return Decision(None)
+        return Decision(None, tuple(_given_up(state, state.parked, "dropped: shipment state cleared")))
+    if state.timer_kind == TIMER_DISCARD:
+        return Decision(None, tuple(_given_up(state, state.parked, "dropped: no IN_TRANSIT scan arrived")))
     fired = replace(state, timer_ms=None, timer_kind=None)
     if state.timer_kind == TIMER_STUCK:
         limit = cfg.stuck_limit_ms(state.status, state.service_level) or 0
-        alert = _alert(state, timer_ms, limit, ALERT_OPEN)
+        alert = _alert(state, timer_ms, limit, ALERT_OPEN, timer_ms)
         return _with_timer(replace(fired, stuck_alerted=True), (alert,), cfg)
     # TIMER_EXPIRE: nothing has happened for idle_expiry_ms; stop waiting for the carrier.
     expired = replace(fired, status=S.EXPIRED, detail=DEFAULT_DETAIL[S.EXPIRED])
     after, emits = _change(fired, expired, timer_ms, f"{SOURCE_TIMER}:{TIMER_EXPIRE}:{timer_ms}", SOURCE_TIMER, cfg)
     return _with_timer(after, emits, cfg)
+
+
+def handle(state: ShipmentState | None, event: NormalisedScan | ShipmentPlan, now_ms: int,
+           cfg: LifecycleConfig = DEFAULT_CONFIG) -> Decision[ShipmentState]:
+    """The keyed operator's one entry point: scans and plans share the shipment's state."""
+    if isinstance(event, ShipmentPlan):
+        return apply_plan(state, event, now_ms, cfg)
+    return step(state, event, now_ms, cfg)
 
 
 def apply_plan(state: ShipmentState | None, plan: ShipmentPlan | Mapping[str, Any], now_ms: int,
@@ -645,8 +774,15 @@ def apply_plan(state: ShipmentState | None, plan: ShipmentPlan | Mapping[str, An
     the first scan; an older plan_version than the one applied is ignored."""
     p = plan if isinstance(plan, ShipmentPlan) else ShipmentPlan.from_record(plan)
     at_ms = p.plan_time_ms if p.plan_time_ms is not None else now_ms
-    is_new = state is None
-    base = _new_state(p.tracking_id, at_ms) if state is None else state
+    # Version 0 holds parked scans only: the plan still starts the shipment.
+    is_new = state is None or state.version == 0
+    if state is None:
+        base = _new_state(p.tracking_id, at_ms)
+    elif is_new:
+        base = replace(_new_state(p.tracking_id, at_ms), parked=state.parked, timer_ms=state.timer_ms,
+                       timer_kind=state.timer_kind)
+    else:
+        base = state
     if not is_new and p.plan_version < base.plan_version:
         return Decision(base)
     legs = dict(base.legs)
@@ -673,5 +809,5 @@ def apply_plan(state: ShipmentState | None, plan: ShipmentPlan | Mapping[str, An
     else:
         # Same status, new promise or service level: the current-state row still changes.
         after = replace(after, version=base.version + 1)
-        emits = [_snapshot(after, base.status, base.detail, event_id)]
+        emits = [_snapshot(after, base.status, base.detail, event_id, at_ms)]
     return _with_timer(after, emits, cfg)

@@ -1,6 +1,7 @@
 import itertools
 import pickle
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -33,13 +34,15 @@ WEATHER = (S.EXCEPTION, D.WEATHER_DELAY)
 RTS = (S.RETURN_TO_SENDER, D.RETURN_TO_SENDER)
 RETURNED = (S.RETURN_TO_SENDER, D.RETURNED)
 CANCEL = (S.CANCELLED, D.CANCELLED)
+NEAR = (S.OUT_FOR_DELIVERY, D.NEAR_DESTINATION)
 
 
 def ev(pair, at_ms, *, leg=1, carrier="FEDEX", event_id=None, source="CARRIER", tracking_id=TRK) -> NormalisedScan:
     status, detail = pair
     s = Scan.from_record(scan(tracking_id, raw_code=detail.value, at_ms=at_ms, carrier=carrier,
                               event_id=event_id, leg=leg, source=source))
-    return NormalisedScan.of(s, status, detail)
+    # Scan.from_record reads leg 0 as the default 1; the job's scan view keeps the 0.
+    return replace(NormalisedScan.of(s, status, detail), leg=leg)
 
 
 def t(n_hours: float) -> int:
@@ -127,6 +130,11 @@ JOURNEYS = {
     "manifest_after_pickup": [ev(PICKUP, t(1)), ev(TRANSIT, t(2)), ev(LABEL, t(3))],
     "returning": [ev(LABEL, t(0)), ev(PICKUP, t(1)), ev(TRANSIT, t(2)), ev(RTS, t(10)), ev(TRANSIT, t(12)),
                   ev(ARRIVED, t(14))],
+    # Journeys that stop before a final status: these diverged before refused scans were parked.
+    "out_for_delivery": [ev(LABEL, t(0)), ev(PICKUP, t(1)), ev(ARRIVED, t(5)), ev(OFD, t(20))],
+    "attempt_failed": [ev(PICKUP, t(1)), ev(OFD, t(20)), ev(ATTEMPT, t(21))],
+    "geofence_near_destination": [ev(LABEL, t(0)), ev(PICKUP, t(1)), ev(OFD, t(20)),
+                                  ev(NEAR, t(21), leg=0, carrier="FLEETFLOW", source="GEOFENCE")],
 }
 
 
@@ -140,10 +148,23 @@ def test_shuffled_journey_reaches_the_same_final_status(name):
         assert state.deleted is in_order.deleted
 
 
+@pytest.mark.parametrize("name", ["out_for_delivery", "attempt_failed", "geofence_near_destination"])
+def test_shuffled_unfinished_journey_converges_in_status_detail_and_history(name):
+    events = JOURNEYS[name]
+    in_order = run(sorted(events, key=lambda e: e.event_time_ms))
+    for order in shuffles(events):
+        op = run(order)
+        assert (op.state.status, op.state.detail) == (in_order.state.status, in_order.state.detail), [
+            e.detail.value for e in order]
+        assert sorted(h.event_id for h in op.of(HistoryRow)) == sorted(e.event_id for e in events)
+        assert op.state.parked == ()
+
+
 @pytest.mark.parametrize("name, expected", [
     ("delivered", DELIVERED), ("still_in_transit", DEPARTED), ("damaged", DAMAGED), ("returned", RETURNED),
     ("cancelled_before_pickup", CANCEL), ("attempt_then_delivered", NEIGHBOUR),
     ("two_carriers_delivered", DELIVERED), ("manifest_after_pickup", TRANSIT), ("returning", RTS),
+    ("out_for_delivery", OFD), ("attempt_failed", ATTEMPT), ("geofence_near_destination", NEAR),
 ])
 def test_in_order_journey_final_status(name, expected):
     assert final(JOURNEYS[name]) == expected
@@ -320,10 +341,68 @@ def test_illegal_transition_twin_out_of_order_gives_the_same_final_status(events
     assert final([events[i] for i in twin]) == expected
 
 
-def test_rejected_first_scan_leaves_no_state_behind():
-    d = step(None, ev(OFD, t(1)), NOW_MS, CFG)
-    assert d.state is None and d.timer_ms is None
-    assert [e.type for e in d.emits] == [INVALID_TRANSITION]
+def test_refused_first_scan_is_parked_in_a_state_that_is_discarded_after_the_park_timeout():
+    op = Operator()
+    d = op.scan(ev(OFD, t(1), event_id="ofd"))
+    (dq,) = d.emits
+    assert dq.type == INVALID_TRANSITION and dq.details["parked"] == "true"
+    assert op.state.version == 0 and [e.event_id for e in op.state.parked] == ["ofd"]
+    assert op.timers == {t(1) + CFG.park_timeout_ms}
+    assert op.scan(ev(OFD, t(1), event_id="ofd")).emits == (), "a redelivery of a parked scan is silent"
+    (fired,) = op.advance_to(t(1) + CFG.park_timeout_ms)
+    assert fired.state is None and op.timers == set()
+    (given_up,) = fired.emits
+    assert (given_up.type, given_up.event_id, given_up.details["parked"]) == (INVALID_TRANSITION, "ofd", "false")
+
+
+def test_parked_out_for_delivery_is_applied_when_the_in_transit_scan_arrives():
+    op = run([ev(LABEL, t(0)), ev(OFD, t(20), event_id="ofd")])
+    assert op.state.status is S.INFO_RECEIVED and len(op.state.parked) == 1
+    d = op.scan(ev(PICKUP, t(1), event_id="pu"))
+    assert [h.event_id for h in d.emits if isinstance(h, HistoryRow)] == ["pu", "ofd"]
+    assert not any(h.late for h in d.emits if isinstance(h, HistoryRow))
+    assert (op.state.status, op.state.parked, op.state.last_event_id) == (S.OUT_FOR_DELIVERY, (), "ofd")
+    assert [c.version for c in d.emits if isinstance(c, StateChanged)] == [2, 3]
+    assert len(op.timers) == 1 and op.state.timer_ms in op.timers
+
+
+def test_parked_out_for_delivery_twin_in_order():
+    op = run([ev(LABEL, t(0)), ev(PICKUP, t(1), event_id="pu"), ev(OFD, t(20), event_id="ofd")])
+    assert (op.state.status, op.state.parked, op.state.last_event_id) == (S.OUT_FOR_DELIVERY, (), "ofd")
+
+
+def test_parked_scan_older_than_the_in_transit_that_releases_it_is_only_recorded_late():
+    op = run([ev(OFD, t(2), event_id="ofd"), ev(TRANSIT, t(5), event_id="it")])
+    assert (op.state.status, op.state.parked) == (S.IN_TRANSIT, ())
+    (late,) = [h for h in op.of(HistoryRow) if h.event_id == "ofd"]
+    assert late.late
+
+
+def test_a_plan_starts_a_shipment_that_holds_parked_scans():
+    op = Operator()
+    op.scan(ev(OFD, t(20), event_id="ofd"))
+    op.plan(ShipmentPlan(TRK, order_id="O1", plan_time_ms=t(0)))
+    assert op.state.version == 1 and op.state.status is S.PENDING and len(op.state.parked) == 1
+    assert op.of(StateChanged)[0].prev_status is None
+    assert len(op.timers) == 1 and op.state.timer_kind == TIMER_STUCK
+    op.scan(ev(PICKUP, t(1)))
+    assert op.state.status is S.OUT_FOR_DELIVERY
+
+
+def test_parked_scans_are_capped_and_the_oldest_is_given_up():
+    cfg = LifecycleConfig(max_parked=2)
+    op = run([ev(LABEL, t(0)), ev(OFD, t(20), event_id="a"), ev(ATTEMPT, t(21), event_id="b"),
+              ev(OFD, t(22), event_id="c")], cfg)
+    assert [e.event_id for e in op.state.parked] == ["b", "c"]
+    given_up = [q for q in op.of(DataQuality) if q.details.get("parked") == "false"]
+    assert [q.event_id for q in given_up] == ["a"]
+
+
+def test_parked_scans_still_waiting_when_the_state_is_cleared_are_given_up():
+    op = run([ev(LABEL, t(0)), ev(OFD, t(20), event_id="ofd")])
+    op.advance_to(t(0) + DAY_MS * 60)
+    assert op.state is None
+    assert [q.event_id for q in op.of(DataQuality) if q.details.get("parked") == "false"] == ["ofd"]
 
 
 def test_delivered_then_return_to_sender_is_allowed():
@@ -675,3 +754,62 @@ def test_state_stays_bounded_over_a_long_noisy_journey():
     assert len(op.state.recent_event_ids) == 16
     assert len(op.state.legs) == 1
     assert len(op.timers) == 1
+
+
+# ---------------------------------------------------------------- geofence-derived scans (leg 0)
+
+def geo(pair, at_ms, event_id=None):
+    return ev(pair, at_ms, leg=0, carrier="FLEETFLOW", source="GEOFENCE", event_id=event_id)
+
+
+def test_geofence_scan_applies_to_the_current_leg_under_its_carrier_and_audits_geofence():
+    op = run([ev(LABEL, t(0)), ev(PICKUP, t(1)), ev(HANDOFF, t(10)), ev(ARRIVED, t(12), leg=2, carrier="USPS"),
+              ev(OFD, t(20), leg=2, carrier="USPS")])
+    d = op.scan(geo(NEAR, t(21), event_id="geo"))
+    (history,) = [e for e in d.emits if isinstance(e, HistoryRow)]
+    assert (history.leg, history.carrier, history.source) == (2, "USPS", "GEOFENCE")
+    (audit,) = [e for e in d.emits if isinstance(e, AuditRow)]
+    assert (audit.source, audit.new_detail) == ("GEOFENCE", D.NEAR_DESTINATION)
+    assert (op.state.leg, op.state.carrier, op.state.detail) == (2, "USPS", D.NEAR_DESTINATION)
+    assert set(op.state.legs) == {1, 2}
+
+
+def test_geofence_scan_twin_out_of_order_is_parked_until_the_carrier_scans_arrive():
+    events = [ev(LABEL, t(0)), ev(PICKUP, t(1)), ev(OFD, t(20)), geo(NEAR, t(21), event_id="geo")]
+    op = run([events[3], events[0], events[2], events[1]])
+    assert (op.state.status, op.state.detail, op.state.carrier) == (S.OUT_FOR_DELIVERY, D.NEAR_DESTINATION, "FEDEX")
+    (history,) = [h for h in op.of(HistoryRow) if h.event_id == "geo"]
+    assert history.leg == 1
+
+
+def test_late_geofence_scan_after_delivery_never_regresses():
+    op = run([ev(PICKUP, t(1)), ev(OFD, t(20)), ev(DELIVERED, t(22))])
+    op.scan(geo(NEAR, t(21), event_id="geo"))
+    assert op.state.status is S.DELIVERED
+    (history,) = [h for h in op.of(HistoryRow) if h.event_id == "geo"]
+    assert history.late and history.carrier == "FEDEX"
+
+
+def test_late_geofence_scan_after_delivery_twin_in_order():
+    op = run([ev(PICKUP, t(1)), ev(OFD, t(20)), geo(NEAR, t(21)), ev(DELIVERED, t(22))])
+    assert op.state.status is S.DELIVERED
+
+
+def test_geofence_hub_arrival_is_progress_in_transit():
+    op = run([ev(PICKUP, t(1), leg=1), geo(ARRIVED, t(3), event_id="hub")])
+    assert (op.state.status, op.state.detail, op.state.stuck_since_ms) == (S.IN_TRANSIT, D.ARRIVED_AT_FACILITY, t(3))
+
+
+def test_state_change_reports_its_event_time_and_the_last_facility():
+    s = Scan.from_record(scan(TRK, "AR", at_ms=t(3), facility_id="HUB-1", lat=52.5, lon=13.4, event_id="ar"))
+    op = run([ev(PICKUP, t(1)), NormalisedScan.of(s, *ARRIVED), ev(DEPARTED, t(4))])
+    last = op.of(StateChanged)[-1]
+    assert (last.event_time_ms, last.last_event_id, last.last_facility_id, last.last_lat) == (t(4), last.event_id,
+                                                                                             "HUB-1", 52.5)
+
+
+def test_handle_routes_plans_and_scans_to_the_same_state():
+    from udfs.lifecycle import handle
+    d = handle(None, ShipmentPlan(TRK, order_id="O1", plan_time_ms=t(0)), NOW_MS, CFG)
+    d = handle(d.state, ev(PICKUP, t(1)), NOW_MS, CFG)
+    assert (d.state.order_id, d.state.status) == ("O1", S.IN_TRANSIT)
