@@ -107,6 +107,13 @@ class EtaConfig:
     # A van silent this long has ended its shift or lost its device; its state goes.
     idle_ttl_ms: int = 6 * 3_600_000
     naive_speed_mps: float = NAIVE_SPEED_MPS
+    # The van rule (van_step) counts a stop as reached on a GPS fix this close to it at
+    # walking pace or slower: vans park up to ~35 m from the stop point, and GPS adds ~15 m.
+    arrival_radius_m: float = 75.0
+    arrival_max_speed_mps: float = 2.0
+    # While the van is still this close to the stop it reached, it is taken to be dwelling
+    # there, and the next leg starts when the dwell is up rather than now.
+    at_stop_radius_m: float = 120.0
 
 
 DEFAULT_CONFIG = EtaConfig()
@@ -147,15 +154,18 @@ def window_half_width_ms(remaining_ms: int, confidence: float, cfg: EtaConfig = 
 
 
 def route_eta(now_ms: int, van_lat: float, van_lon: float, remaining_stops: Sequence[Stop],
-              speed_lookup: SpeedLookup, cfg: EtaConfig = DEFAULT_CONFIG) -> list[StopEta]:
+              speed_lookup: SpeedLookup, cfg: EtaConfig = DEFAULT_CONFIG,
+              depart_ms: int | None = None) -> list[StopEta]:
     """ETAs for ``remaining_stops`` (route order) for a van at (van_lat, van_lon) at ``now_ms``.
 
     A stop's ETA is when the van pulls up, not when it leaves, so its own dwell
     counts only towards later stops. Its confidence is the speed confidence averaged
-    over the driving time that leads to it.
+    over the driving time that leads to it. ``depart_ms`` (>= now_ms) is when the van
+    will start driving, for a van still dwelling at the stop it just reached; the
+    windows still widen from ``now_ms``.
     """
     out: list[StopEta] = []
-    t_ms = float(now_ms)
+    t_ms = float(max(now_ms, depart_ms) if depart_ms is not None else now_ms)
     lat, lon = van_lat, van_lon
     weighted_conf = 0.0
     weight_total = 0.0
@@ -224,6 +234,19 @@ def eta_step(state: Mapping[str, Any] | None, ping: Ping, now_ms: int, route: It
         st["timer_ms"] = timer_ms
     st["last_ping_ms"] = ping.event_time_ms
 
+    emits = _throttled_estimates(st, ping, now_ms, stops, speed_lookup, cfg)
+    if emits is None:
+        return Decision(st, timer_ms=timer_ms)
+    return Decision(st, emits, timer_ms=timer_ms)
+
+
+def _throttled_estimates(st: dict[str, Any], ping: Ping, now_ms: int, stops: Sequence[Stop],
+                         speed_lookup: SpeedLookup, cfg: EtaConfig,
+                         depart_ms: int | None = None) -> tuple[EtaUpdate, ...] | None:
+    """The recompute-and-emit part of the ETA rule; updates ``st`` in place.
+
+    None when no recompute was due (same cell, same route, interval not up).
+    """
     cell = h3.latlng_to_cell(ping.lat, ping.lon, cfg.cell_res)
     route_ids = [s.stop_id for s in stops]
     computed_ms = st.get("computed_ms")
@@ -234,7 +257,7 @@ def eta_step(state: Mapping[str, Any] | None, ping: Ping, now_ms: int, route: It
         or ping.event_time_ms - computed_ms >= cfg.recompute_interval_ms
     )
     if not due:
-        return Decision(st, timer_ms=timer_ms)
+        return None
 
     st["cell"] = cell
     st["route"] = route_ids
@@ -242,7 +265,8 @@ def eta_step(state: Mapping[str, Any] | None, ping: Ping, now_ms: int, route: It
     previous = st.get("emitted") or {}
     emitted: dict[str, int] = {}
     emits: list[EtaUpdate] = []
-    for stop, est in zip(stops, route_eta(ping.event_time_ms, ping.lat, ping.lon, stops, speed_lookup, cfg)):
+    estimates = route_eta(ping.event_time_ms, ping.lat, ping.lon, stops, speed_lookup, cfg, depart_ms)
+    for stop, est in zip(stops, estimates):
         eta_ms = max(est.eta_ms, now_ms)
         earliest_ms = max(est.earliest_ms, now_ms)
         latest_ms = max(est.latest_ms, eta_ms)
@@ -256,7 +280,7 @@ def eta_step(state: Mapping[str, Any] | None, ping: Ping, now_ms: int, route: It
                 emitted[tracking_id] = last
     # Parcels no longer on the route (delivered, moved to another van) are dropped here.
     st["emitted"] = emitted
-    return Decision(st, tuple(emits), timer_ms=timer_ms)
+    return tuple(emits)
 
 
 def eta_on_timer(state: Mapping[str, Any] | None, timer_ms: int, cfg: EtaConfig = DEFAULT_CONFIG) -> Decision:
@@ -267,6 +291,203 @@ def eta_on_timer(state: Mapping[str, Any] | None, timer_ms: int, cfg: EtaConfig 
     if not state:
         return Decision(None)
     idle_at_ms = state["last_ping_ms"] + cfg.idle_ttl_ms
+    if timer_ms >= idle_at_ms:
+        return Decision(None)
+    return Decision(dict(state, timer_ms=idle_at_ms), timer_ms=idle_at_ms)
+
+
+# --- The van rule: route state from assignments and deliveries, arrival detection, ETAs ---
+
+LOADED, UNLOADED = "LOADED", "UNLOADED"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A parcel loaded onto or unloaded from a van for one stop (avro/assignments.avsc)."""
+    event_id: str
+    vehicle_id: str
+    route_id: str
+    tracking_id: str
+    action: str
+    stop_order: int
+    stop_id: str
+    stop_lat: float
+    stop_lon: float
+    event_time_ms: int
+
+    @staticmethod
+    def from_record(r: Mapping[str, Any]) -> "Assignment":
+        return Assignment(event_id=r["event_id"], vehicle_id=r["vehicle_id"], route_id=r["route_id"],
+                          tracking_id=r["tracking_id"], action=str(r["action"]), stop_order=int(r["stop_order"]),
+                          stop_id=r["stop_id"], stop_lat=float(r["stop_lat"]), stop_lon=float(r["stop_lon"]),
+                          event_time_ms=int(r["event_time_ms"]))
+
+
+def assignment_problem(r: Mapping[str, Any]) -> str | None:
+    """Dead-letter reason for a decoded assignment the van rule cannot use, or None."""
+    for name in ("event_id", "vehicle_id", "route_id", "tracking_id", "stop_id"):
+        if not str(r.get(name) or "").strip():
+            return "MISSING_ID"
+    lat, lon = r.get("stop_lat"), r.get("stop_lon")
+    if not (isinstance(lat, (int, float)) and isinstance(lon, (int, float))
+            and math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180
+            and (lat, lon) != (0.0, 0.0)):
+        return "BAD_COORDINATES"
+    if int(r.get("stop_order") or 0) < 1:
+        return "BAD_STOP_ORDER"
+    return None
+
+
+@dataclass(frozen=True)
+class ParcelDone:
+    """The parcel left the van's work at its stop (delivered, failed, cancelled...).
+
+    Built by the parcel tracker (``udfs.lanes.parcel_step``) from shipment states and
+    routed to the van that loaded it."""
+    vehicle_id: str
+    tracking_id: str
+    event_time_ms: int
+    status: str
+
+
+def _route_stops(st: Mapping[str, Any]) -> list[Stop]:
+    """Remaining stops in route order: stops with parcels still on board, not yet reached."""
+    reached = st.get("reached") or {}
+    by_stop: dict[str, list] = {}
+    for tracking_id, (order, stop_id, lat, lon, _ms, active) in sorted((st.get("parcels") or {}).items()):
+        if not active or stop_id in reached:
+            continue
+        entry = by_stop.setdefault(stop_id, [order, lat, lon, []])
+        entry[3].append(tracking_id)
+    ordered = sorted(by_stop.items(), key=lambda kv: (kv[1][0], kv[0]))
+    return [Stop(stop_id, lat, lon, tuple(tids)) for stop_id, (_order, lat, lon, tids) in ordered]
+
+
+def _apply_assignment(st: dict[str, Any], a: Assignment) -> None:
+    route_id = st.get("route_id")
+    if route_id != a.route_id:
+        # A van runs one route at a time: a newer route replaces the old one (a new
+        # shift), an assignment of an older route is a straggler and changes nothing.
+        if route_id is not None and a.event_time_ms <= st.get("route_last_ms", 0):
+            return
+        st["route_id"] = a.route_id
+        st["parcels"], st["reached"], st["done"] = {}, {}, {}
+        st.pop("at_stop", None)
+    st["route_last_ms"] = max(st.get("route_last_ms", a.event_time_ms), a.event_time_ms)
+    parcels = dict(st.get("parcels") or {})
+    current = parcels.get(a.tracking_id)
+    if current is not None and a.event_time_ms < current[4]:
+        return  # an older assignment must not undo a newer one
+    done_ms = (st.get("done") or {}).get(a.tracking_id)
+    active = a.action == LOADED and (done_ms is None or done_ms < a.event_time_ms)
+    parcels[a.tracking_id] = [a.stop_order, a.stop_id, a.stop_lat, a.stop_lon, a.event_time_ms, active]
+    st["parcels"] = parcels
+
+
+def _apply_done(st: dict[str, Any], done: ParcelDone) -> None:
+    st["done"] = dict(st.get("done") or {}, **{done.tracking_id: done.event_time_ms})
+    parcels = dict(st.get("parcels") or {})
+    current = parcels.get(done.tracking_id)
+    if current is None or current[4] > done.event_time_ms:
+        return  # not on this route yet, or reloaded after this outcome
+    parcels[done.tracking_id] = current[:5] + [False]
+    st["parcels"] = parcels
+    # A handover at the stop means the van got there, at the latest by then.
+    reached = dict(st.get("reached") or {})
+    stop_id = current[1]
+    reached[stop_id] = min(reached.get(stop_id, done.event_time_ms), done.event_time_ms)
+    st["reached"] = reached
+
+
+def _detect_arrival(st: dict[str, Any], ping: Ping, stops: Sequence[Stop], cfg: EtaConfig) -> None:
+    """Mark stops the van has pulled up at; keep track of the stop it is dwelling at."""
+    reached = dict(st.get("reached") or {})
+    slow = ping.speed_mps is None or ping.speed_mps <= cfg.arrival_max_speed_mps
+    if slow:
+        for stop in stops:
+            if haversine_m(ping.lat, ping.lon, stop.lat, stop.lon) <= cfg.arrival_radius_m:
+                reached[stop.stop_id] = ping.event_time_ms
+                st["at_stop"] = [stop.stop_id, stop.lat, stop.lon, ping.event_time_ms]
+    st["reached"] = reached
+    at_stop = st.get("at_stop")
+    if at_stop and haversine_m(ping.lat, ping.lon, at_stop[1], at_stop[2]) > cfg.at_stop_radius_m:
+        st.pop("at_stop", None)
+
+
+def _depart_ms(st: Mapping[str, Any], ping: Ping, cfg: EtaConfig) -> int | None:
+    at_stop = st.get("at_stop")
+    if not at_stop:
+        return None
+    return max(ping.event_time_ms, at_stop[3] + cfg.dwell_ms)
+
+
+def _arm_idle_timer(st: dict[str, Any], event_time_ms: int, cfg: EtaConfig) -> int | None:
+    st["last_event_ms"] = max(st.get("last_event_ms", event_time_ms), event_time_ms)
+    if st.get("timer_ms") is not None:
+        return None
+    st["timer_ms"] = st["last_event_ms"] + cfg.idle_ttl_ms
+    return st["timer_ms"]
+
+
+VanEvent = Any  # Ping | Assignment | ParcelDone
+
+
+def van_step(state: Mapping[str, Any] | None, event: VanEvent, now_ms: int, speed_lookup: SpeedLookup,
+             cfg: EtaConfig = DEFAULT_CONFIG) -> Decision:
+    """Per-van rule, keyed by vehicle_id: route state plus throttled ETAs for its parcels.
+
+    * :class:`Assignment` LOADED/UNLOADED builds the route (stop order, stop point,
+      parcels). Per parcel the newest assignment wins, so a replayed or late one cannot
+      undo a newer one; an assignment of a newer route starts the van's next shift.
+    * :class:`ParcelDone` (delivered, failed attempt...) takes the parcel off the
+      route and marks its stop reached.
+    * :class:`Ping`: a slow GPS fix within ``arrival_radius_m`` of a remaining stop
+      marks it reached (its ETA is then moot), then the ETA rule of :func:`eta_step`
+      runs over the stops not yet reached: recompute on a new cell, a changed route or
+      every ``recompute_interval_ms``, emit a parcel's ETA when it moved more than
+      ``emit_threshold_ms``. A van dwelling at the stop it reached starts its next
+      leg when the dwell is up.
+
+    State (plain dict): ``route_id``, ``parcels`` {tracking_id: [stop_order, stop_id,
+    lat, lon, assignment time, on board]}, ``done`` {tracking_id: outcome time},
+    ``reached`` {stop_id: time}, ``at_stop``, the ETA rule's throttle fields
+    (``last_ping_ms``, ``cell``, ``route``, ``computed_ms``, ``emitted``), and one idle
+    timer (``timer_ms``, ``last_event_ms``). Delivered and unloaded parcels stay as
+    tombstones until the route is replaced or the van goes idle, so a straggling
+    LOADED cannot put them back. Cleared by :func:`van_on_timer` ``idle_ttl_ms`` after
+    the van's last event of any kind.
+    """
+    st = dict(state) if state else {}
+    if isinstance(event, Assignment):
+        _apply_assignment(st, event)
+        return Decision(st, timer_ms=_arm_idle_timer(st, event.event_time_ms, cfg))
+    if isinstance(event, ParcelDone):
+        _apply_done(st, event)
+        return Decision(st, timer_ms=_arm_idle_timer(st, event.event_time_ms, cfg))
+
+    ping = event
+    last_ping_ms = st.get("last_ping_ms")
+    if last_ping_ms is not None and ping.event_time_ms <= last_ping_ms:
+        return Decision(state)  # an older fix would move the van backwards along its route
+    if not _usable_fix(ping, cfg):
+        return Decision(state)
+    timer_ms = _arm_idle_timer(st, ping.event_time_ms, cfg)
+    st["last_ping_ms"] = ping.event_time_ms
+    _detect_arrival(st, ping, _route_stops(st), cfg)
+    stops = _route_stops(st)
+    if not stops:
+        st["emitted"] = {}
+        st["route"] = []
+        return Decision(st, timer_ms=timer_ms)
+    emits = _throttled_estimates(st, ping, now_ms, stops, speed_lookup, cfg, _depart_ms(st, ping, cfg))
+    return Decision(st, emits or (), timer_ms=timer_ms)
+
+
+def van_on_timer(state: Mapping[str, Any] | None, timer_ms: int, cfg: EtaConfig = DEFAULT_CONFIG) -> Decision:
+    """Clear a van with no event for ``idle_ttl_ms``; otherwise re-arm at last event + TTL."""
+    if not state:
+        return Decision(None)
+    idle_at_ms = state["last_event_ms"] + cfg.idle_ttl_ms
     if timer_ms >= idle_at_ms:
         return Decision(None)
     return Decision(dict(state, timer_ms=idle_at_ms), timer_ms=idle_at_ms)

@@ -257,3 +257,157 @@ def risk_on_timer(state: Mapping[str, Any] | None, timer_ms: int, cfg: PromiseCo
         closed = dict(open_, revision=open_["revision"] + 1)
         emits = (_alert(state["tracking_id"], closed, RESOLVED, timer_ms, state["promised_end_ms"], None, "EXPIRED"),)
     return Decision(None, emits)
+
+
+# --- The promise rule as the ETA job runs it: estimates and shipment states per parcel ---
+
+LATE_RISK_OPEN, LATE_RISK_CLEAR = "OPEN", "CLEAR"
+
+
+@dataclass(frozen=True)
+class EtaRecord:
+    """What the ETA job stores per applied estimate: the estimate plus the parcel's
+    late-risk flag after it. ``eta_ms`` is None for a record that only clears the
+    flag (delivery, cancellation), which leaves the last estimate's fields alone."""
+    tracking_id: str
+    as_of_ms: int
+    late_risk: str
+    late_by_ms: int
+    eta_ms: int | None = None
+    earliest_ms: int | None = None
+    latest_ms: int | None = None
+    confidence: float | None = None
+    basis: str | None = None
+
+
+@dataclass(frozen=True)
+class ParcelPromiseConfig:
+    risk: PromiseConfig = DEFAULT_CONFIG
+    # After delivery the parcel is remembered this long, so a straggling estimate or a
+    # repeated delivery cannot raise LATE_RISK on a delivered parcel.
+    delivered_ttl_ms: int = 2 * DAY_MS
+
+
+DEFAULT_PARCEL_CONFIG = ParcelPromiseConfig()
+DELIVERED_STATUS = "DELIVERED"
+
+
+def _eta_record(st: Mapping[str, Any], upd: EtaUpdate) -> EtaRecord:
+    risk = st.get("risk") or {}
+    end_ms = st.get("promised_end_ms")
+    open_ = risk.get("open") is not None
+    late_by_ms = max(0, upd.latest_ms - end_ms) if open_ and end_ms is not None else 0
+    return EtaRecord(upd.tracking_id, upd.as_of_ms if upd.as_of_ms is not None else risk.get("as_of_ms", 0),
+                     LATE_RISK_OPEN if open_ else LATE_RISK_CLEAR, late_by_ms, upd.eta_ms, upd.earliest_ms,
+                     upd.latest_ms, upd.confidence, upd.basis)
+
+
+def _deadline(st: Mapping[str, Any], cfg: ParcelPromiseConfig) -> int:
+    if st.get("delivered_ms") is not None:
+        return st["delivered_ms"] + cfg.delivered_ttl_ms
+    end_ms = st.get("promised_end_ms")
+    return max(st["last_ms"], end_ms if end_ms is not None else st["last_ms"]) + cfg.risk.forget_after_ms
+
+
+def _with_timer(st: dict[str, Any], emits: list, cfg: ParcelPromiseConfig) -> Decision:
+    """One timer per parcel at its deadline; moved only when the deadline comes earlier
+    (delivery), otherwise re-armed lazily when it fires."""
+    deadline = _deadline(st, cfg)
+    pending = st.get("timer_ms")
+    if pending is None:
+        st["timer_ms"] = deadline
+        return Decision(st, tuple(emits), deadline)
+    if deadline < pending:
+        st["timer_ms"] = deadline
+        return Decision(st, tuple(emits), deadline, cancel_timers_ms=(pending,))
+    return Decision(st, tuple(emits))
+
+
+def _apply_estimate(st: dict[str, Any], upd: EtaUpdate, now_ms: int, cfg: ParcelPromiseConfig) -> list:
+    before = st.get("risk")
+    d = risk_step(before, upd, st.get("promised_end_ms"), now_ms, cfg.risk)
+    if d.state is before:
+        return []  # older than the freshest estimate applied
+    st["risk"] = d.state
+    st["last_eta"] = upd
+    return list(d.emits) + [_eta_record(st, upd)]
+
+
+def promise_step(state: Mapping[str, Any] | None, event: Any, now_ms: int,
+                 cfg: ParcelPromiseConfig = DEFAULT_PARCEL_CONFIG) -> Decision:
+    """Per-parcel promise rule, keyed by tracking_id: :func:`risk_step` on estimates,
+    :func:`on_delivered` on delivery, with the promise taken from shipment states.
+
+    * An :class:`EtaUpdate` (ROUTE or LANE) is applied unless an estimate with a later
+      ``as_of_ms`` already was; each applied one yields an :class:`EtaRecord` and any
+      LATE_RISK alert change. Estimates for a delivered parcel are ignored.
+    * A shipment state (``udfs.lanes.ShipmentView``, newer version only) updates the
+      promise, carrier and lane. A moved promise re-scores the last estimate. DELIVERED
+      resolves an open alert, emits the :class:`SlaOutcome` and a clearing record;
+      another terminal status (cancelled, returned, expired) resolves the alert with
+      that status as the reason and scores nothing.
+
+    State: ``tracking_id``, ``risk`` (risk_step's; its own forget timer is not used,
+    this rule's single timer covers it), ``last_eta``, ``promised_end_ms``, ``carrier``,
+    ``lane``, ``version``, ``delivered_ms``, ``last_ms`` and one timer. Cleared
+    ``delivered_ttl_ms`` after delivery or a terminal status, or ``forget_after_ms``
+    after the later of the promise end and the last event (an open alert is then
+    closed as EXPIRED).
+    """
+    st = dict(state) if state else {}
+    st["tracking_id"] = event.tracking_id
+    emits: list[Any] = []
+    event_ms = event.as_of_ms if isinstance(event, EtaUpdate) and event.as_of_ms is not None else \
+        getattr(event, "event_time_ms", now_ms)
+    if isinstance(event, EtaUpdate):
+        if st.get("delivered_ms") is not None:
+            return Decision(state)
+        emits += _apply_estimate(st, event, now_ms, cfg)
+    else:
+        view = event
+        if view.version <= st.get("version", 0):
+            return Decision(state)
+        st["version"] = view.version
+        if view.carrier:
+            st["carrier"] = view.carrier
+        if view.lane:
+            st["lane"] = view.lane
+        moved = view.promised_end_ms is not None and view.promised_end_ms != st.get("promised_end_ms")
+        if view.promised_end_ms is not None:
+            st["promised_end_ms"] = view.promised_end_ms
+        if st.get("delivered_ms") is None:
+            if view.status == DELIVERED_STATUS:
+                d = on_delivered(st.get("risk"), view.tracking_id, view.event_time_ms, st.get("promised_end_ms"),
+                                 st.get("carrier") or "UNKNOWN", st.get("lane") or "UNKNOWN")
+                emits += list(d.emits)
+                emits.append(EtaRecord(view.tracking_id, view.event_time_ms, LATE_RISK_CLEAR, 0))
+                st["risk"], st["last_eta"], st["delivered_ms"] = None, None, view.event_time_ms
+            elif view.terminal:
+                emits += _close(st, view.tracking_id, view.event_time_ms, view.status)
+                emits.append(EtaRecord(view.tracking_id, view.event_time_ms, LATE_RISK_CLEAR, 0))
+                st["risk"], st["last_eta"], st["delivered_ms"] = None, None, view.event_time_ms
+            elif moved and st.get("last_eta") is not None:
+                emits += _apply_estimate(st, st["last_eta"], now_ms, cfg)
+    st["last_ms"] = max(st.get("last_ms", event_ms), event_ms)
+    return _with_timer(st, emits, cfg)
+
+
+def _close(st: Mapping[str, Any], tracking_id: str, at_ms: int, reason: str) -> list:
+    open_ = (st.get("risk") or {}).get("open")
+    if not open_:
+        return []
+    closed = dict(open_, revision=open_["revision"] + 1)
+    return [_alert(tracking_id, closed, RESOLVED, at_ms, st.get("promised_end_ms") or 0, None, reason)]
+
+
+def promise_on_timer(state: Mapping[str, Any] | None, timer_ms: int,
+                     cfg: ParcelPromiseConfig = DEFAULT_PARCEL_CONFIG) -> Decision:
+    if not state:
+        return Decision(None)
+    if timer_ms != state.get("timer_ms"):
+        return Decision(state)  # superseded by an earlier deadline
+    deadline = _deadline(state, cfg)
+    if timer_ms < deadline:
+        return Decision(dict(state, timer_ms=deadline), timer_ms=deadline)
+    emits = _close(state, state["tracking_id"], timer_ms, "EXPIRED")
+    return Decision(None, tuple(emits))

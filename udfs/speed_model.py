@@ -220,3 +220,18 @@ def make_speed_lookup(model: SpeedModel | None, cfg: SpeedModelConfig = DEFAULT_
 
     return lookup
 
+
+
+def slot_updates(model: SpeedModel | None, ping: Ping, cfg: SpeedModelConfig = DEFAULT_CONFIG) -> dict[str, Stats]:
+    """Only the slots one ping changes, with their new stats ({} if it teaches nothing).
+
+    For adapters that keep the model as one entry per slot (a Flink ``MapState``):
+    they read and write four slots per ping instead of the whole model. ``model``
+    needs only ``.get(slot)``.
+    """
+    speed = learnable_speed_mps(ping, cfg)
+    if speed is None:
+        return {}
+    keys = slot_keys(cell_for(ping.lat, ping.lon, cfg), hour_of_week(ping.event_time_ms), cfg)
+    current = model or {}
+    return {key: update_stats(current.get(key), speed, cfg) for key in keys}
