@@ -114,3 +114,24 @@ def test_adding_a_file_is_all_it_takes(tmp_path):
     _write(tmp_path, "acme.yaml", _template())
     assert set(load_all(tmp_path)) == {"ACME"}
     assert load_file(tmp_path / "acme.yaml").display_name == "Acme Parcel"
+
+
+# ---------------------------------------------------------------- FleetFlow's own codes
+
+def test_geofence_derived_codes_map_as_the_vehicle_job_needs(mappings):
+    fleetflow = mappings["FLEETFLOW"]
+    near = fleetflow.lookup("GEO_NEAR_DESTINATION")
+    hub = fleetflow.lookup("GEO_ARRIVED_HUB")
+    assert (near.status.value, near.detail.value) == ("OUT_FOR_DELIVERY", "NEAR_DESTINATION")
+    assert (hub.status.value, hub.detail.value) == ("IN_TRANSIT", "ARRIVED_AT_FACILITY")
+
+
+def test_geofence_scans_normalise_and_keep_leg_zero(mappings):
+    from udfs.events import Scan
+    from udfs.normalise import NormalisedScan, normalise
+
+    scan = Scan(event_id="geo|x|TRK1", tracking_id="TRK1", carrier="FLEETFLOW", raw_code="GEO_ARRIVED_HUB",
+                raw_text="", event_time_ms=T0_MS, facility_id="HUB-BER-W", leg=0, source="GEOFENCE")
+    out = normalise(mappings, scan)
+    assert isinstance(out, NormalisedScan)
+    assert (out.leg, out.source, out.facility_id) == (0, "GEOFENCE", "HUB-BER-W")
