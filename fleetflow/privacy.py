@@ -45,3 +45,21 @@ def hmac_key_from_env(environ: Mapping[str, str] | None = None) -> bytes:
         return value.encode("utf-8")
     log.warning("%s is not set: using the public DEV ONLY key; driver pseudonyms are not private", HMAC_KEY_ENV)
     return DEV_HMAC_KEY
+
+
+SUBJECT_REF_PREFIX = "sub_"
+
+
+def subject_ref(kind: str, value: str, key: bytes) -> str:
+    """A stable, non-reversible reference to one identifier of a data subject.
+
+    Privacy-request audit rows carry this instead of the identifier, so the audit trail
+    of an erasure does not itself keep what was erased. ``kind`` is part of the message,
+    so a tracking id and an order id with the same text never share a reference.
+    """
+    if not key:
+        raise ValueError("HMAC key must not be empty")
+    if not value.strip():
+        raise ValueError("identifier must not be empty")
+    msg = f"{kind}\x1f{value.strip()}".encode("utf-8")
+    return SUBJECT_REF_PREFIX + hmac.new(key, msg, hashlib.sha256).digest()[:PSEUDONYM_BYTES].hex()

@@ -22,6 +22,11 @@ RETENTION_CLASS = {
     "shipment_current": "curated",
     "vehicle_positions": "raw",
     "privacy_requests": "curated",
+    "api_keys": "config",
+    "alerts_by_entity": "curated",
+    "alerts_by_day_type": "curated",
+    "alerts_by_id": "curated",
+    "alert_audit": "curated",
 }
 
 
