@@ -7,8 +7,9 @@ side calls ``apply_mapping_update`` and stores what it returns; the scan side ca
 ``normalise``.
 
 A code nobody mapped is never guessed at: it comes back as ``UnknownCode`` with reason
-``UNKNOWN_CARRIER_CODE`` so it can be dead-lettered and replayed once a mapping for it
-is published.
+``UNKNOWN_CARRIER_CODE`` (the carrier is known, the code is not: an onboarding gap worth
+an alert, ``carrier_onboarding_alert``) or ``UNKNOWN_CARRIER`` (no mapping for the
+carrier at all), so it can be dead-lettered and replayed once a mapping is published.
 """
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from udfs.taxonomy import (DEFAULT_DETAIL, DETAIL_STATUS, REQUIRED_PAIRS, Detail
                            parse_status)
 
 UNKNOWN_CARRIER_CODE = "UNKNOWN_CARRIER_CODE"
+# Same reason code the admission checks use (udfs/validation.py) for a carrier nobody onboarded.
+UNKNOWN_CARRIER = "UNKNOWN_CARRIER"
+CARRIER_ONBOARDING = "CARRIER_ONBOARDING"
 INVALID_MAPPING = "INVALID_MAPPING"
 STALE_MAPPING_VERSION = "STALE_MAPPING_VERSION"
 MAPPING_VERSION_CONFLICT = "MAPPING_VERSION_CONFLICT"
@@ -130,12 +134,40 @@ class MappingRejected:
 def normalise(mappings: Mapping[str, CarrierMapping], scan: Scan) -> NormalisedScan | UnknownCode:
     mapping = mappings.get(carrier_key(scan.carrier))
     if mapping is None:
-        return UnknownCode(scan, UNKNOWN_CARRIER_CODE, f"no mapping loaded for carrier {scan.carrier!r}")
+        return UnknownCode(scan, UNKNOWN_CARRIER, f"no mapping loaded for carrier {scan.carrier!r}")
     code = mapping.lookup(scan.raw_code)
     if code is None:
         return UnknownCode(scan, UNKNOWN_CARRIER_CODE,
                            f"carrier {mapping.carrier} mapping v{mapping.version} has no code {scan.raw_code!r}")
     return NormalisedScan.of(scan, code.status, code.detail, text=code.text, mapping_version=mapping.version)
+
+
+def onboarding_alert_id(carrier: str, raw_code: str) -> str:
+    """One id per carrier and code, so the alerts job raises a missing code once, however
+    many scans carry it and however often they are replayed."""
+    return f"{CARRIER_ONBOARDING}:{carrier_key(carrier)}:{code_key(raw_code)}"
+
+
+def carrier_onboarding_alert(unknown: UnknownCode, mapping_version: int | None, detected_time_ms: int
+                             ) -> dict[str, Any]:
+    """The ``avro/alerts.avsc`` record that asks someone to map an unknown code."""
+    scan = unknown.scan
+    carrier = carrier_key(scan.carrier)
+    return {
+        "alert_id": onboarding_alert_id(carrier, scan.raw_code),
+        "type": CARRIER_ONBOARDING,
+        "severity": "WARNING",
+        "entity_type": "CARRIER",
+        "entity_id": carrier,
+        "event_time_ms": int(scan.event_time_ms),
+        "detected_time_ms": int(detected_time_ms),
+        "details": {"raw_code": code_key(scan.raw_code), "raw_text": scan.raw_text or "",
+                    "mapping_version": "" if mapping_version is None else str(mapping_version),
+                    "example_event_id": scan.event_id, "example_tracking_id": scan.tracking_id,
+                    "source": scan.source},
+        "route_to": "ops",
+        "state": "OPEN",
+    }
 
 
 def apply_custom_fields(mapping: CarrierMapping, payload: Mapping[str, Any]) -> dict[str, Any]:

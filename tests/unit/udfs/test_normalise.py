@@ -61,15 +61,15 @@ def test_codes_and_carriers_match_regardless_of_case_and_whitespace(raw_code, ca
     assert out.carrier == "ACME"
 
 
-@pytest.mark.parametrize("carrier, raw_code, why", [
-    ("ACME", "ZZ", "has no code 'ZZ'"),
-    ("NOPE", "C00", "no mapping loaded for carrier 'NOPE'"),
+@pytest.mark.parametrize("carrier, raw_code, reason, why", [
+    ("ACME", "ZZ", UNKNOWN_CARRIER_CODE, "has no code 'ZZ'"),
+    ("NOPE", "C00", "UNKNOWN_CARRIER", "no mapping loaded for carrier 'NOPE'"),
 ])
-def test_unknown_carrier_or_code_is_never_silently_mapped(carrier, raw_code, why):
+def test_unknown_carrier_or_code_is_never_silently_mapped(carrier, raw_code, reason, why):
     s = acme_scan(raw_code, carrier=carrier)
     out = normalise({"ACME": mapping()}, s)
     assert isinstance(out, UnknownCode)
-    assert out.reason == UNKNOWN_CARRIER_CODE
+    assert out.reason == reason
     assert why in out.detail
     assert out.scan == s
 
@@ -227,3 +227,17 @@ def test_reverse_lookup_and_custom_fields():
     m = mapping(extra_codes={"a2": {"status": "INFO_RECEIVED", "detail": "LABEL_CREATED"}})
     assert m.codes_for(Status.INFO_RECEIVED, Detail.LABEL_CREATED) == ("A2", "C00")
     assert apply_custom_fields(m, {"scanLocation": "MEM", "other": 1}) == {"facility_id": "MEM", "other": 1}
+
+
+def test_onboarding_alert_is_one_alert_per_carrier_and_code():
+    from fleetflow import contracts
+    from udfs.normalise import carrier_onboarding_alert
+
+    a = normalise({"ACME": mapping()}, acme_scan(" zz ", carrier="acme"))
+    b = normalise({"ACME": mapping()}, acme_scan("ZZ", carrier="ACME"))
+    c = normalise({"ACME": mapping()}, acme_scan("YY", carrier="ACME"))
+    ra, rb, rc = (carrier_onboarding_alert(x, 1, 5) for x in (a, b, c))
+    assert ra["alert_id"] == rb["alert_id"] == "CARRIER_ONBOARDING:ACME:ZZ" != rc["alert_id"]
+    assert (ra["entity_type"], ra["entity_id"], ra["type"]) == ("CARRIER", "ACME", "CARRIER_ONBOARDING")
+    assert ra["details"]["raw_code"] == "ZZ" and ra["details"]["mapping_version"] == "1"
+    assert contracts.decode(contracts.encode("alerts", ra))[1]["alert_id"] == ra["alert_id"]
