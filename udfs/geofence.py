@@ -143,6 +143,30 @@ def distance_to_polyline_m(lat: float, lon: float, points: Iterable[tuple[float,
     return best
 
 
+def distance_to_leg_boxes_m(lat: float, lon: float, points: Iterable[tuple[float, float]]) -> float:
+    """Distance from a point to the nearest *leg box* of a route; inf if empty.
+
+    A leg box is the axis-aligned (east/north) rectangle spanned by two consecutive
+    vertices. When a plan carries only its stops, not the road path between them, a van
+    on any street path between two stops that does not double back stays inside that
+    leg's box on a grid-like street network, while the straight segment between the
+    stops can be kilometres from the road actually driven.
+    """
+    frame = LocalFrame.at(lat, lon)
+    best = math.inf
+    prev = None
+    for plat, plon in points:
+        cur = frame.to_xy(plat, plon)
+        if prev is None:
+            best = math.hypot(*cur)
+        else:
+            dx = max(min(prev[0], cur[0]), 0.0, -max(prev[0], cur[0]))
+            dy = max(min(prev[1], cur[1]), 0.0, -max(prev[1], cur[1]))
+            best = min(best, math.hypot(dx, dy))
+        prev = cur
+    return best
+
+
 def _point_segment_distance(px: float, py: float, a: tuple[float, float], b: tuple[float, float]) -> float:
     ax, ay = a
     ex, ey = b[0] - ax, b[1] - ay

@@ -77,7 +77,7 @@ from dataclasses import dataclass, field, replace
 
 from udfs.decision import Decision
 from udfs.events import Ping
-from udfs.geofence import distance_m, distance_to_polyline_m
+from udfs.geofence import distance_m, distance_to_leg_boxes_m, distance_to_polyline_m
 
 # Conditions (these are also the alert types) and the transitions of each.
 VEHICLE_STALLED = "VEHICLE_STALLED"
@@ -113,6 +113,20 @@ class WatchConfig:
     vehicle_state_ttl_ms: int = 3 * DAY_MS
     max_accuracy_m: float = 75.0
     unknown_accuracy_is_good: bool = True
+    # Wall-clock silence for the processing-time fallback; None means silence_after_ms.
+    processing_silence_after_ms: int | None = None
+    # How "off route" is measured: "polyline" (distance to the planned path) when the
+    # plan is the road path, "leg_boxes" (distance to each stop-to-stop leg's box, see
+    # udfs.geofence.distance_to_leg_boxes_m) when the plan has only the stops.
+    route_corridor: str = "polyline"
+
+    def __post_init__(self) -> None:
+        if self.route_corridor not in ("polyline", "leg_boxes"):
+            raise ValueError(f"route_corridor must be 'polyline' or 'leg_boxes', not {self.route_corridor!r}")
+
+    @property
+    def wall_silence_ms(self) -> int:
+        return self.silence_after_ms if self.processing_silence_after_ms is None else self.processing_silence_after_ms
 
 
 DEFAULT_CONFIG = WatchConfig()
@@ -272,7 +286,7 @@ def on_processing_timer(state: WatchState | None, now_ms: int, cfg: WatchConfig 
     if state is None or state.last_ingest_ms is None or not _silence_watched(state):
         return Decision(state)
     base_ms = max(state.last_ingest_ms, operator_started_ms or state.last_ingest_ms)
-    if now_ms - base_ms < cfg.silence_after_ms:
+    if now_ms - base_ms < cfg.wall_silence_ms:
         return Decision(state)
     s, lost = _lose_signal(state, PROCESSING_TIME, cfg, silent_for_wall_ms=str(now_ms - state.last_ingest_ms))
     return Decision(s, (lost,))
@@ -283,7 +297,7 @@ def processing_deadline_ms(state: WatchState | None, cfg: WatchConfig = DEFAULT_
     """When the processing-time fallback should next look at this van; None for never."""
     if state is None or state.last_ingest_ms is None or not _silence_watched(state):
         return None
-    return max(state.last_ingest_ms, operator_started_ms or state.last_ingest_ms) + cfg.silence_after_ms
+    return max(state.last_ingest_ms, operator_started_ms or state.last_ingest_ms) + cfg.wall_silence_ms
 
 
 # --------------------------------------------------------------------------- internals
@@ -311,7 +325,8 @@ def _check_stall(s: WatchState, at_ms: int, cfg: WatchConfig) -> tuple[WatchStat
 
 def _deviation_on_ping(s: WatchState, ping: Ping, good: bool, cfg: WatchConfig) -> tuple[WatchState, list[VehicleEvent]]:
     t = ping.event_time_ms
-    off_m = distance_to_polyline_m(ping.lat, ping.lon, s.plan.points)
+    measure = distance_to_leg_boxes_m if cfg.route_corridor == "leg_boxes" else distance_to_polyline_m
+    off_m = measure(ping.lat, ping.lon, s.plan.points)
     if s.deviation_since_ms is not None:
         if good and off_m <= cfg.deviation_recover_m:
             event = _event(ROUTE_RECOVERED, ROUTE_DEVIATION, RESOLVED, s.vehicle_id, t, s.deviation_since_ms,
