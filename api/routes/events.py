@@ -1,0 +1,201 @@
+"""Partner uploads: batches of scans and pings, validated exactly as the stream validates them.
+
+Each event is encoded to its Avro record and passed through ``fleetflow.ingest.route_record``
+(the jobs' own admission rules). Rejected events go to ``ff.dead-letters`` with their
+reason; accepted ones to ``ff.scans``/``ff.pings``. The API answers only after Kafka
+acknowledged both. An event_id already accepted (same content) is a ``duplicate`` and
+is not republished; the same event_id with other content is rejected as
+``EVENT_ID_CONFLICT``. Partner keys may submit only their own carrier's scans: a batch
+with any other carrier is refused whole (403) and nothing is published.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from api import idempotency
+from api.auth import Principal, Submitter
+from api.errors import ApiError, responses
+from api.observability import PUBLISHED
+from fleetflow import contracts, topics
+from fleetflow.apikeys import PARTNER
+from fleetflow.contracts import ContractError
+from fleetflow.ingest import make_dead_letter, route_record
+from udfs.validation import DEFAULT_CONFIG
+
+router = APIRouter(prefix="/v1/events", tags=["partner events"])
+
+EVENT_KEY = "ff:api:event:{}:{}"
+KINDS = {"scan": ("scans", topics.SCANS.name, "tracking_id"), "ping": ("pings", topics.PINGS.name, "vehicle_id")}
+PARTNER_SOURCE = "PARTNER_API"
+UNKNOWN_KIND = "UNKNOWN_KIND"
+EVENT_ID_CONFLICT = "EVENT_ID_CONFLICT"
+
+# SET NX every event id with its content hash; for ids already there, return the stored hash.
+_CLAIM = """
+local out = {}
+for i, k in ipairs(KEYS) do
+  if redis.call('SET', k, ARGV[i + 1], 'NX', 'EX', ARGV[1]) then
+    out[i] = ''
+  else
+    out[i] = redis.call('GET', k) or ''
+  end
+end
+return out
+"""
+
+SCAN_EXAMPLE = {"kind": "scan", "event_id": "acme-000123", "tracking_id": "TRK00000001", "carrier": "FEDEX",
+                "raw_code": "AR", "raw_text": "Arrived at FedEx location", "event_time_ms": 1795000000000,
+                "facility_id": "BER1", "location": {"lat": 52.52, "lon": 13.405}}
+PING_EXAMPLE = {"kind": "ping", "event_id": "van7-1795000000000", "vehicle_id": "VAN007",
+                "event_time_ms": 1795000000000, "lat": 52.52, "lon": 13.405, "speed_mps": 8.5}
+
+
+class EventBatch(BaseModel):
+    events: list[dict[str, Any]] = Field(
+        min_length=1, max_length=500,
+        description="Each event has `kind` (`scan` or `ping`) and the fields of avro/scans.avsc or "
+                    "avro/pings.avsc. Malformed events are rejected one by one, not the whole batch.",
+        examples=[[SCAN_EXAMPLE, PING_EXAMPLE]])
+
+
+class EventResult(BaseModel):
+    index: int
+    kind: str | None = None
+    event_id: str | None = None
+    outcome: str = Field(description="accepted, duplicate or rejected", examples=["accepted"])
+    reason: str | None = Field(None, examples=["TOO_OLD"])
+    detail: str | None = None
+
+
+class BatchResult(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[EventResult]
+
+
+def _canonical(ev: Any) -> bytes:
+    return json.dumps(ev, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def _record(kind: str, ev: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    rec = {k: v for k, v in ev.items() if k != "kind"}
+    if kind == "scan" and principal.role == PARTNER:
+        rec["source"] = PARTNER_SOURCE
+    return rec
+
+
+def _forbidden_carriers(events: list[Any], principal: Principal) -> set[str]:
+    if principal.role != PARTNER:
+        return set()
+    return {str(ev.get("carrier")) for ev in events
+            if isinstance(ev, dict) and ev.get("kind") == "scan" and ev.get("carrier") != principal.carrier}
+
+
+@router.post("", status_code=202, response_model=BatchResult,
+             responses=responses(409), summary="Submit scans and pings (partners)")
+async def submit(request: Request, principal: Submitter, batch: EventBatch = Body(),
+                 idempotency_key: str | None = idempotency.IdempotencyKey):
+    app = request.app
+    forbidden = _forbidden_carriers(batch.events, principal)
+    if forbidden:
+        raise ApiError(403, "CARRIER_NOT_ALLOWED",
+                       f"this key may submit only {principal.carrier} scans, not {', '.join(sorted(forbidden))}; "
+                       f"nothing in the batch was accepted")
+    reservation, replay = await idempotency.reserve(app.state.redis, principal.key_id, idempotency_key,
+                                                    batch.events, app.state.settings.idempotency_ttl_s)
+    if replay is not None:
+        return replay
+    try:
+        out = await _process(app, principal, batch.events)
+    except BaseException:
+        if reservation is not None:
+            await reservation.release()
+        raise
+    if reservation is not None:
+        await reservation.complete(202, out)
+    return JSONResponse(out, status_code=202)
+
+
+async def _process(app, principal: Principal, events: list[Any]) -> dict:
+    now_ms = int(time.time() * 1000)
+    source = f"api:{principal.key_id}"
+    results: list[dict] = []
+    dead: list[bytes] = []
+    candidates: list[tuple[int, str, str, bytes]] = []  # (index, kind, event_id, encoded)
+
+    def reject(i, kind, event_id, reason, detail, original):
+        results.append({"index": i, "kind": kind, "event_id": event_id, "outcome": "rejected", "reason": reason,
+                        "detail": detail})
+        dead.append(contracts.encode("dead_letters", make_dead_letter(
+            reason, detail, original, source_topic=source, source_offset=i, detected_time_ms=now_ms)))
+
+    for i, ev in enumerate(events):
+        kind = ev.get("kind") if isinstance(ev, dict) else None
+        event_id = ev.get("event_id") if isinstance(ev, dict) and isinstance(ev.get("event_id"), str) else None
+        if kind not in KINDS:
+            reject(i, None, event_id, UNKNOWN_KIND, "kind must be 'scan' or 'ping'", _canonical(ev))
+            continue
+        schema, topic, _ = KINDS[kind]
+        try:
+            raw = contracts.encode(schema, _record(kind, ev, principal))
+        except ContractError as exc:
+            reject(i, kind, event_id, exc.reason, str(exc), _canonical(ev))
+            continue
+        except Exception as exc:  # fastavro raises plain errors for some type mismatches
+            reject(i, kind, event_id, "BAD_RECORD", f"{schema}: {exc}", _canonical(ev))
+            continue
+        record, dl = route_record(raw, schema, now_ms, DEFAULT_CONFIG, app.state.known_carriers,
+                                  source_topic=source, source_offset=i)
+        if dl is not None:
+            results.append({"index": i, "kind": kind, "event_id": event_id, "outcome": "rejected",
+                            "reason": dl["reason"], "detail": dl["detail"]})
+            dead.append(contracts.encode("dead_letters", dl))
+            continue
+        candidates.append((i, kind, record["event_id"], raw))
+
+    claimed: list[str] = []
+    to_publish: dict[str, list[tuple[bytes, bytes]]] = {}
+    if candidates:
+        keys = [EVENT_KEY.format(k, eid) for _, k, eid, _ in candidates]
+        hashes = [hashlib.sha256(raw).hexdigest() for *_, raw in candidates]
+        try:
+            prior = await app.state.redis.eval(_CLAIM, len(keys), app.state.settings.event_id_ttl_s, *keys, *hashes)
+        except Exception as exc:
+            raise ApiError(503, "REDIS_UNAVAILABLE", f"cannot reach Redis: {exc}") from None
+        for (i, kind, eid, raw), key, h, was in zip(candidates, keys, hashes, prior):
+            was = was.decode() if isinstance(was, bytes) else was
+            if not was:
+                claimed.append(key)
+                schema, topic, key_field = KINDS[kind]
+                rec = contracts.decode(raw, expected=schema)[1]
+                to_publish.setdefault(topic, []).append((str(rec[key_field]).encode(), raw))
+                results.append({"index": i, "kind": kind, "event_id": eid, "outcome": "accepted"})
+            elif was == h:
+                results.append({"index": i, "kind": kind, "event_id": eid, "outcome": "duplicate"})
+            else:
+                reject(i, kind, eid, EVENT_ID_CONFLICT,
+                       f"event_id {eid} was already accepted with different content", raw)
+    try:
+        for topic, items in to_publish.items():
+            await app.state.publisher.publish(topic, items)
+        await app.state.publisher.publish(topics.DEAD_LETTERS.name, [(None, d) for d in dead])
+    except BaseException:
+        # Not published: forget the claims so a retry is accepted rather than called a duplicate.
+        if claimed:
+            await app.state.redis.delete(*claimed)
+        raise
+    results.sort(key=lambda r: r["index"])
+    counts = {o: sum(1 for r in results if r["outcome"] == o) for o in ("accepted", "duplicate", "rejected")}
+    for r in results:
+        PUBLISHED.labels(r.get("kind") or "unknown", r["outcome"]).inc()
+    return {"accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
+            "results": [{k: r.get(k) for k in ("index", "kind", "event_id", "outcome", "reason", "detail")}
+                        for r in results]}
