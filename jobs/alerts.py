@@ -2,7 +2,7 @@
 
 Kafka ``ff.alert-candidates`` (every job's raw alert proposals) → decode + validate
 (→ ``ff.dead-letters``) → event-time watermarks → keyed by ``entity_type:entity_id`` →
-dedup + throttle gate (udfs/alerts.py ``gate_step``) → routing (fleetflow/alert_routing.yaml
+dedup + throttle gate (udfs/alerts.py ``gate_step``), routed (fleetflow/alert_routing.yaml
 or ``rules.routing``) → ``ff.alerts``, Cassandra alert tables, Redis ``ff:alerts:stream``.
 
 Kafka ``ff.alert-acks`` (dispatcher acks/assignments from the API) → decode + validate →
@@ -38,7 +38,6 @@ JOB_NAME = "fleetflow-alerts"
 UID_CANDIDATES_VALIDATE = "alert-candidates-validate"
 UID_CANDIDATES_WATERMARKS = "alert-candidates-watermarks"
 UID_GATE = "alerts-gate"
-UID_ROUTE = "alerts-route"
 UID_ENCODE = "alerts-encode"
 UID_ACKS_VALIDATE = "alert-acks-validate"
 UID_ACKS_WATERMARKS = "alert-acks-watermarks"
@@ -129,7 +128,7 @@ class EventClockOperator(DecisionOperator):
 
 
 class AlertGate(EventClockOperator):
-    """Dedup + throttle per entity (``gate_step``/``gate_on_timer``).
+    """Dedup + throttle per entity, then route what passes (``gate_and_route``/``gate_on_timer``).
 
     State: one GateState per ``entity_type:entity_id`` (ids seen, recent passes per
     type, one expiry timer); cleared by ``gate_on_timer`` ``dedup_ttl_ms`` after the
@@ -137,8 +136,9 @@ class AlertGate(EventClockOperator):
     in total and per type (group ``alert_type.<TYPE>``: ``passed``, ``deduped``, ``throttled``).
     """
 
-    def __init__(self, cfg: rules.GateConfig):
-        super().__init__(lambda s, a, now: rules.gate_step(s, a, now, cfg),
+    def __init__(self, cfg: rules.GateConfig, routing: alert_routing.Routing):
+        route_rules, default = routing.rules, routing.default
+        super().__init__(lambda s, a, now: rules.gate_and_route(s, a, now, cfg, route_rules, default),
                          lambda s, t: rules.gate_on_timer(s, t, cfg), state_name="alert-gate")
 
     def open(self, runtime_context):
@@ -199,12 +199,12 @@ def build_pipeline(env: StreamExecutionEnvironment, candidates, acks, sinks: Sin
 
     alerts, dead_alerts = _validated(candidates, "alerts", rules.Alert.from_record, rules.validate_alert, cfg,
                                      UID_CANDIDATES_VALIDATE, UID_CANDIDATES_WATERMARKS)
-    passed = (alerts.key_by(lambda a: a.entity_key, key_type=Types.STRING())
-              .process(AlertGate(gate_cfg), output_type=Types.PICKLED_BYTE_ARRAY())
-              .uid(UID_GATE).name("dedup + throttle per entity"))
-    routed = (passed.map(lambda a: dataclasses.replace(a, route_to=routing.route(a)),
-                         output_type=Types.PICKLED_BYTE_ARRAY())
-              .uid(UID_ROUTE).name("route alerts"))
+    # Routing happens inside the gate operator: a separate map after it would be fused
+    # with it by PyFlink's Python operator chaining once per downstream path (ff.alerts
+    # and the store), and the two fused copies would share the gate's uid.
+    routed = (alerts.key_by(lambda a: a.entity_key, key_type=Types.STRING())
+              .process(AlertGate(gate_cfg, routing), output_type=Types.PICKLED_BYTE_ARRAY())
+              .uid(UID_GATE).name("dedup + throttle + route per entity"))
 
     ack_events, dead_acks = _validated(acks, "alert_acks", rules.AlertAck.from_record, rules.validate_ack, cfg,
                                        UID_ACKS_VALIDATE, UID_ACKS_WATERMARKS)

@@ -292,6 +292,16 @@ def gate_step(state: GateState | None, alert: Alert, now_ms: int,
     return Decision(s, emits)
 
 
+def gate_and_route(state: GateState | None, alert: Alert, now_ms: int, cfg: GateConfig = DEFAULT_GATE_CONFIG,
+                   rules: Iterable[RoutingRule] = (), default: str = DEFAULT_ROUTE) -> Decision[GateState]:
+    """``gate_step``, with each passed alert routed: routing only what passes saves the
+    rule scan for the duplicates and throttled repeats, which are most of a flapping van."""
+    d = gate_step(state, alert, now_ms, cfg)
+    if not d.emits:
+        return d
+    return replace(d, emits=tuple(with_route(a, rules, default) for a in d.emits))
+
+
 def gate_on_timer(state: GateState | None, timer_ms: int, cfg: GateConfig = DEFAULT_GATE_CONFIG) -> Decision[GateState]:
     """Clear the entity's memory once ``dedup_ttl_ms`` has passed quietly; else re-arm."""
     if state is None or timer_ms != state.timer_ms:
