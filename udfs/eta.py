@@ -63,6 +63,9 @@ class Stop:
     tracking_ids: tuple[str, ...] = ()
     # A dwell learned for this stop (a loading dock, a concierge); None uses cfg.dwell_ms.
     dwell_ms: int | None = None
+    # Stops of the route we know nothing about (stop orders not seen yet) that come
+    # before this one; each costs cfg.unknown_stop_ms.
+    unknown_before: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class EtaConfig:
     window_k_ms_per_sqrt_s: float = 9_000.0
     # At confidence 0 the window is (1 + this) times the calibrated width.
     low_confidence_widening: float = 1.0
+    # Share of the half-width moved from the early side to the late side. Arrivals
+    # skew late (breaks, breakdowns, a van is rarely much early); 0 keeps it symmetric.
+    window_late_skew: float = 0.0
     # Throttling for eta_step.
     cell_res: int = 9
     recompute_interval_ms: int = 60_000
@@ -114,6 +120,22 @@ class EtaConfig:
     # While the van is still this close to the stop it reached, it is taken to be dwelling
     # there, and the next leg starts when the dwell is up rather than now.
     at_stop_radius_m: float = 120.0
+    # Time budgeted for a stop order the van rule has not seen (a van still loading gets
+    # its last stops first): one dwell plus a typical urban leg.
+    unknown_stop_ms: int = 7 * 60_000
+    # The driver's break, which working-time rules make part of every shift: expected
+    # length, and when it falls after the van leaves its depot. Stops that may come after
+    # it get its expected share in the ETA and its full length on the window's late
+    # side. The defaults are the simulated fleet's policy; break_ms=0 turns this off.
+    break_ms: int = 22 * 60_000
+    break_earliest_after_depart_ms: int = 2 * 3_600_000
+    break_latest_after_depart_ms: int = 3 * 3_600_000
+    # A van counts as departed once this far from its first fix of the shift.
+    depart_radius_m: float = 300.0
+    # Fixes within halt_radius_m of each other for halt_min_ms, away from every stop, are
+    # a halt (the break, or a breakdown): the van leaves when the break is up, not now.
+    halt_radius_m: float = 60.0
+    halt_min_ms: int = 8 * 60_000
 
 
 DEFAULT_CONFIG = EtaConfig()
@@ -155,14 +177,17 @@ def window_half_width_ms(remaining_ms: int, confidence: float, cfg: EtaConfig = 
 
 def route_eta(now_ms: int, van_lat: float, van_lon: float, remaining_stops: Sequence[Stop],
               speed_lookup: SpeedLookup, cfg: EtaConfig = DEFAULT_CONFIG,
-              depart_ms: int | None = None) -> list[StopEta]:
+              depart_ms: int | None = None, pending_break: tuple[int, int] | None = None) -> list[StopEta]:
     """ETAs for ``remaining_stops`` (route order) for a van at (van_lat, van_lon) at ``now_ms``.
 
     A stop's ETA is when the van pulls up, not when it leaves, so its own dwell
     counts only towards later stops. Its confidence is the speed confidence averaged
     over the driving time that leads to it. ``depart_ms`` (>= now_ms) is when the van
     will start driving, for a van still dwelling at the stop it just reached; the
-    windows still widen from ``now_ms``.
+    windows still widen from ``now_ms``. ``pending_break`` is (earliest, latest) start
+    of a break of ``cfg.break_ms`` the driver has yet to take: a stop reached (without
+    it) at time t gets the probability that the break started before t times its
+    length, and the window's late edge covers the whole break whenever it may come first.
     """
     out: list[StopEta] = []
     t_ms = float(max(now_ms, depart_ms) if depart_ms is not None else now_ms)
@@ -170,6 +195,7 @@ def route_eta(now_ms: int, van_lat: float, van_lon: float, remaining_stops: Sequ
     weighted_conf = 0.0
     weight_total = 0.0
     for stop in remaining_stops:
+        t_ms += stop.unknown_before * cfg.unknown_stop_ms
         distance_m = haversine_m(lat, lon, stop.lat, stop.lon) * cfg.circuity
         mid_lat, mid_lon = midpoint(lat, lon, stop.lat, stop.lon)
         speed_mps, confidence = speed_lookup(mid_lat, mid_lon, int(t_ms))
@@ -181,12 +207,29 @@ def route_eta(now_ms: int, van_lat: float, van_lon: float, remaining_stops: Sequ
         weighted_conf += w * confidence
         weight_total += w
         stop_conf = weighted_conf / weight_total
-        eta_ms = round(t_ms)
+        p_break = _break_share(t_ms, pending_break) if cfg.break_ms > 0 else 0.0
+        eta_ms = round(t_ms + p_break * cfg.break_ms)
         half = window_half_width_ms(eta_ms - now_ms, stop_conf, cfg)
-        out.append(StopEta(stop.stop_id, eta_ms, max(now_ms, eta_ms - half), eta_ms + half, stop_conf))
+        early, late = round(half * (1.0 - cfg.window_late_skew)), round(half * (1.0 + cfg.window_late_skew))
+        # The window spans "no break yet" (early edge) to "break taken" (late edge).
+        earliest_ms = round(t_ms + (cfg.break_ms if p_break >= 1.0 else 0)) - early
+        latest_ms = round(t_ms + (cfg.break_ms if p_break > 0.0 else 0)) + late
+        out.append(StopEta(stop.stop_id, eta_ms, max(now_ms, earliest_ms), max(latest_ms, eta_ms), stop_conf))
         t_ms += stop.dwell_ms if stop.dwell_ms is not None else cfg.dwell_ms
         lat, lon = stop.lat, stop.lon
     return out
+
+
+def _break_share(t_ms: float, pending_break: tuple[int, int] | None) -> float:
+    """Probability that a break due uniformly in [earliest, latest] started before t_ms."""
+    if pending_break is None:
+        return 0.0
+    lo, hi = pending_break
+    if t_ms <= lo:
+        return 0.0
+    if t_ms >= hi:
+        return 1.0
+    return (t_ms - lo) / (hi - lo)
 
 
 def _usable_fix(ping: Ping, cfg: EtaConfig) -> bool:
@@ -242,7 +285,8 @@ def eta_step(state: Mapping[str, Any] | None, ping: Ping, now_ms: int, route: It
 
 def _throttled_estimates(st: dict[str, Any], ping: Ping, now_ms: int, stops: Sequence[Stop],
                          speed_lookup: SpeedLookup, cfg: EtaConfig,
-                         depart_ms: int | None = None) -> tuple[EtaUpdate, ...] | None:
+                         depart_ms: int | None = None,
+                         pending_break: tuple[int, int] | None = None) -> tuple[EtaUpdate, ...] | None:
     """The recompute-and-emit part of the ETA rule; updates ``st`` in place.
 
     None when no recompute was due (same cell, same route, interval not up).
@@ -265,7 +309,7 @@ def _throttled_estimates(st: dict[str, Any], ping: Ping, now_ms: int, stops: Seq
     previous = st.get("emitted") or {}
     emitted: dict[str, int] = {}
     emits: list[EtaUpdate] = []
-    estimates = route_eta(ping.event_time_ms, ping.lat, ping.lon, stops, speed_lookup, cfg, depart_ms)
+    estimates = route_eta(ping.event_time_ms, ping.lat, ping.lon, stops, speed_lookup, cfg, depart_ms, pending_break)
     for stop, est in zip(stops, estimates):
         eta_ms = max(est.eta_ms, now_ms)
         earliest_ms = max(est.earliest_ms, now_ms)
@@ -351,16 +395,30 @@ class ParcelDone:
 
 
 def _route_stops(st: Mapping[str, Any]) -> list[Stop]:
-    """Remaining stops in route order: stops with parcels still on board, not yet reached."""
+    """Remaining stops in route order: stops with parcels still on board, not yet reached.
+
+    Stop orders never seen in an assignment, between the van's progress (the highest
+    order it reached) and a remaining stop, are counted into ``unknown_before``: while a
+    van loads, its last stops are known before its first ones.
+    """
     reached = st.get("reached") or {}
+    parcels = st.get("parcels") or {}
+    known_orders = {p[0] for p in parcels.values()}
+    progress = max((p[0] for p in parcels.values() if p[1] in reached), default=0)
     by_stop: dict[str, list] = {}
-    for tracking_id, (order, stop_id, lat, lon, _ms, active) in sorted((st.get("parcels") or {}).items()):
+    for tracking_id, (order, stop_id, lat, lon, _ms, active) in sorted(parcels.items()):
         if not active or stop_id in reached:
             continue
         entry = by_stop.setdefault(stop_id, [order, lat, lon, []])
         entry[3].append(tracking_id)
     ordered = sorted(by_stop.items(), key=lambda kv: (kv[1][0], kv[0]))
-    return [Stop(stop_id, lat, lon, tuple(tids)) for stop_id, (_order, lat, lon, tids) in ordered]
+    out = []
+    before = progress
+    for stop_id, (order, lat, lon, tids) in ordered:
+        unknown = sum(1 for o in range(before + 1, order) if o not in known_orders)
+        out.append(Stop(stop_id, lat, lon, tuple(tids), unknown_before=unknown))
+        before = max(before, order)
+    return out
 
 
 def _apply_assignment(st: dict[str, Any], a: Assignment) -> None:
@@ -414,11 +472,41 @@ def _detect_arrival(st: dict[str, Any], ping: Ping, stops: Sequence[Stop], cfg: 
         st.pop("at_stop", None)
 
 
+def _track_shift(st: dict[str, Any], ping: Ping, cfg: EtaConfig) -> None:
+    """Departure from the depot, and halts away from stops (the break, a breakdown)."""
+    t = ping.event_time_ms
+    first = st.get("first_fix")
+    if first is None:
+        st["first_fix"] = [ping.lat, ping.lon]
+    elif st.get("departed_ms") is None and haversine_m(ping.lat, ping.lon, first[0], first[1]) > cfg.depart_radius_m:
+        st["departed_ms"] = t
+    halt = st.get("halt")
+    if halt is None or haversine_m(ping.lat, ping.lon, halt[0], halt[1]) > cfg.halt_radius_m:
+        st["halt"] = halt = [ping.lat, ping.lon, t]
+    if (st.get("departed_ms") is not None and not st.get("at_stop") and t - halt[2] >= cfg.halt_min_ms
+            and not st.get("break_since_ms")):
+        st["break_since_ms"] = halt[2]  # the first long halt of the shift is taken as the break
+
+
 def _depart_ms(st: Mapping[str, Any], ping: Ping, cfg: EtaConfig) -> int | None:
     at_stop = st.get("at_stop")
-    if not at_stop:
+    if at_stop:
+        return max(ping.event_time_ms, at_stop[3] + cfg.dwell_ms)
+    halt = st.get("halt")
+    if halt and st.get("break_since_ms") == halt[2]:
+        return max(ping.event_time_ms, halt[2] + cfg.break_ms)
+    return None
+
+
+def _pending_break(st: Mapping[str, Any], ping: Ping, cfg: EtaConfig) -> tuple[int, int] | None:
+    departed_ms = st.get("departed_ms")
+    if cfg.break_ms <= 0 or departed_ms is None or st.get("break_since_ms"):
         return None
-    return max(ping.event_time_ms, at_stop[3] + cfg.dwell_ms)
+    lo = departed_ms + cfg.break_earliest_after_depart_ms
+    hi = departed_ms + cfg.break_latest_after_depart_ms
+    if ping.event_time_ms > hi + 3_600_000:
+        return None  # long overdue: this shift has no break to wait for
+    return (max(lo, ping.event_time_ms), max(hi, ping.event_time_ms))
 
 
 def _arm_idle_timer(st: dict[str, Any], event_time_ms: int, cfg: EtaConfig) -> int | None:
@@ -474,12 +562,14 @@ def van_step(state: Mapping[str, Any] | None, event: VanEvent, now_ms: int, spee
     timer_ms = _arm_idle_timer(st, ping.event_time_ms, cfg)
     st["last_ping_ms"] = ping.event_time_ms
     _detect_arrival(st, ping, _route_stops(st), cfg)
+    _track_shift(st, ping, cfg)
     stops = _route_stops(st)
     if not stops:
         st["emitted"] = {}
         st["route"] = []
         return Decision(st, timer_ms=timer_ms)
-    emits = _throttled_estimates(st, ping, now_ms, stops, speed_lookup, cfg, _depart_ms(st, ping, cfg))
+    emits = _throttled_estimates(st, ping, now_ms, stops, speed_lookup, cfg, _depart_ms(st, ping, cfg),
+                                 _pending_break(st, ping, cfg))
     return Decision(st, emits or (), timer_ms=timer_ms)
 
 
