@@ -95,8 +95,10 @@ def _record(kind: str, ev: dict[str, Any], principal: Principal) -> dict[str, An
 def _forbidden_carriers(events: list[Any], principal: Principal) -> set[str]:
     if principal.role != PARTNER:
         return set()
-    return {str(ev.get("carrier")) for ev in events
-            if isinstance(ev, dict) and ev.get("kind") == "scan" and ev.get("carrier") != principal.carrier}
+    # A scan without a carrier is malformed (rejected on its own), not another carrier's.
+    return {ev["carrier"] for ev in events
+            if isinstance(ev, dict) and ev.get("kind") == "scan" and isinstance(ev.get("carrier"), str)
+            and ev["carrier"] and ev["carrier"] != principal.carrier}
 
 
 @router.post("", status_code=202, response_model=BatchResult,
@@ -167,7 +169,7 @@ async def _process(app, principal: Principal, events: list[Any]) -> dict:
         keys = [EVENT_KEY.format(k, eid) for _, k, eid, _ in candidates]
         hashes = [hashlib.sha256(raw).hexdigest() for *_, raw in candidates]
         try:
-            prior = await app.state.redis.eval(_CLAIM, len(keys), app.state.settings.event_id_ttl_s, *keys, *hashes)
+            prior = await app.state.redis.eval(_CLAIM, len(keys), *keys, app.state.settings.event_id_ttl_s, *hashes)
         except Exception as exc:
             raise ApiError(503, "REDIS_UNAVAILABLE", f"cannot reach Redis: {exc}") from None
         for (i, kind, eid, raw), key, h, was in zip(candidates, keys, hashes, prior):
