@@ -35,6 +35,8 @@ async def lifespan(app: FastAPI):
     from fleetflow.carrier_mappings import load_all
 
     s: ApiSettings = app.state.settings
+    if s.json_access_log:
+        configure_access_log()
     app.state.redis = Redis.from_url(s.redis_url)
     app.state.cassandra = CassandraDb(s)
     app.state.publisher = Publisher(s)
@@ -65,8 +67,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def board():
         return RedirectResponse("/board/static/board.html")
 
-    if s.json_access_log:
-        configure_access_log()
     app.add_middleware(ObservabilityMiddleware, log_requests=s.json_access_log)
     return app
 

@@ -1,7 +1,7 @@
 """Shipment search over the append-only index tables (003_lifecycle.cql, 005_eta.cql).
 
 Each index is partitioned by the filter it serves, so every query names whole
-partitions: no ALLOW FILTERING. Index rows can be stale (a shipment has since changed
+partitions and needs no server-side filtering. Index rows can be stale (a shipment has since changed
 status), so the route checks every hit against the current state in Redis, and uses
 that state to count each shipment once although several day partitions name it.
 """
