@@ -31,6 +31,10 @@ last state and the recent passes per type. Entries older than ``dedup_ttl_ms``
 event-time timer ``dedup_ttl_ms`` after the last alert. After that, a replay of an
 older condition can pass again, and the sink's upsert on ``alert_id`` keeps it to
 one row.
+
+:func:`ack_step` runs per ``alert_id`` on dispatcher acks and assignments (earliest ACK
+and newest assignment win, in any arrival order). :func:`validate_alert` and
+:func:`validate_ack` are the alerts job's admission checks.
 """
 from __future__ import annotations
 
