@@ -128,7 +128,12 @@ def topic_tail(stack):
 
 
 @pytest.fixture(scope="session")
-def live_api(stack, tmp_path_factory):
+def live_api(live_api_server):
+    return live_api_server[0]
+
+
+@pytest.fixture(scope="session")
+def live_api_server(stack, tmp_path_factory):
     """The API served by uvicorn in a subprocess on a free port (SSE and the browser need a real server)."""
     import os
     import socket
@@ -158,7 +163,7 @@ def live_api(stack, tmp_path_factory):
             proc.kill()
             raise RuntimeError(f"API did not start: {log.read_text()[-2000:]}")
         time.sleep(0.3)
-    yield url
+    yield url, log
     proc.terminate()
     try:
         proc.wait(10)
