@@ -232,7 +232,17 @@ def submit(s: StackSettings, name: str, *, config: dict | None = None, from_save
     _remember(s, name, config=dict(config or {}), parallelism=parallelism, job_id=job_id,
               restored_from=from_savepoint, submitted_ms=int(time.time() * 1000))
     progress(f"{name} submitted as {job_id}; waiting for its tasks to run")
-    return wait_running(s, job_id, timeout_s=wait_running_s)
+    try:
+        return wait_running(s, job_id, timeout_s=wait_running_s)
+    except StackError as exc:
+        # A job that cannot start would otherwise restart forever (the restart strategy has
+        # no attempt limit) and hold its slots; submit leaves a RUNNING job or none.
+        try:
+            _request(s, "PATCH", f"/jobs/{job_id}?mode=cancel")
+            note = f"; {job_id} was cancelled"
+        except StackError:
+            note = ""
+        raise StackError(f"{exc}{note}") from None
 
 
 def _local_path(uri: str) -> Path | None:

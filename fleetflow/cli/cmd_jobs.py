@@ -96,10 +96,15 @@ def cmd_jobs(s, args):
             path = flinkjobs.savepoint(s, args.job, target_dir=args.dir, progress=say)
             console.print(f"savepoint: {path}", highlight=False)
         elif args.action == "stop":
-            path = flinkjobs.stop(s, args.job, savepoint=not args.no_savepoint, target_dir=args.dir, progress=say)
-            console.print(f"stopped; resume with: fleetflow jobs submit {args.job} --from {path}" if path
-                          else "cancelled without a savepoint (it resumes from Kafka group offsets only)",
-                          highlight=False)
+            j = flinkjobs.resolve(s, args.job)
+            path = flinkjobs.stop(s, j, savepoint=not args.no_savepoint, target_dir=args.dir, progress=say)
+            if path:
+                console.print(f"stopped; resume with: fleetflow jobs submit {j.name} --from {path}", highlight=False)
+            else:
+                console.print(f"cancelled without a savepoint. Its retained checkpoints are under "
+                              f"{flinkjobs.flink_state_dirs(s)[0]}/{j.job_id}/ (submit --from a chk-N there); "
+                              f"a plain submit resumes from its committed Kafka offsets with empty state",
+                              highlight=False)
         elif args.action == "upgrade":
             j = flinkjobs.upgrade(s, args.job, config=_config(args.config), parallelism=args.parallelism,
                                   allow_non_restored_state=args.allow_non_restored_state, progress=say)

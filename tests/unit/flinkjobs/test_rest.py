@@ -235,3 +235,31 @@ def test_wait_running_waits_for_every_task(fake_flink):
     job = flinkjobs.wait_running(s, NEW_JOB, timeout_s=5, interval_s=0.01)
     assert job.state == "RUNNING"
     assert len(fake.calls("GET", f"/jobs/{NEW_JOB}")) == 2
+
+
+def test_job_that_fails_to_start_is_cancelled_and_remembered(fake_flink, monkeypatch):
+    import subprocess
+
+    fake, s = fake_flink
+    fake.on("GET", "/jobs/overview", {"jobs": []})
+    fake.on("GET", f"/jobs/{NEW_JOB}", {"jid": NEW_JOB, "name": NAME, "state": "RESTARTING", "vertices": []})
+    fake.on("GET", f"/jobs/{NEW_JOB}/exceptions", {"exceptionHistory": {"entries": [{
+        "stacktrace": "pemja.core.PythonException: <class 'AttributeError'>: boom"}]}})
+    fake.on("PATCH", f"/jobs/{NEW_JOB}", {})
+    monkeypatch.setattr(flinkjobs, "prepare_flink", lambda s: None)
+    argvs = []
+
+    def fake_run(argv, **kw):
+        argvs.append(argv)
+        return subprocess.CompletedProcess(argv, 0, stdout=f"Job has been submitted with JobID {NEW_JOB}\n", stderr="")
+
+    monkeypatch.setattr(flinkjobs.subprocess, "run", fake_run)
+
+    with pytest.raises(StackError) as exc:
+        flinkjobs.submit(s, NAME, config={"idleness_ms": 5000}, wait_running_s=5)
+
+    assert "RESTARTING instead of RUNNING: pemja.core.PythonException" in str(exc.value)
+    assert f"{NEW_JOB} was cancelled" in str(exc.value)
+    assert len(fake.calls("PATCH", f"/jobs/{NEW_JOB}")) == 1
+    assert flinkjobs.last_submission(s, NAME)["config"] == {"idleness_ms": 5000}
+    assert "--config" in argvs[0]
