@@ -25,16 +25,31 @@ class DecisionOperator(KeyedProcessFunction):
     State: one pickled value per key (whatever the rule keeps). It is cleared when the
     rule returns ``Decision.state is None``; each rule's docstring says when that is.
     ``now_ms`` is processing time: event time travels inside the events.
+
+    ``ttl_ms`` (optional) puts a Flink state TTL on that value as a backstop for timers
+    that never fire: refreshed on create and write, expired values never returned.
     """
 
-    def __init__(self, step: Step, on_timer: OnTimer | None = None, state_name: str = "rule-state"):
+    def __init__(self, step: Step, on_timer: OnTimer | None = None, state_name: str = "rule-state",
+                 ttl_ms: int | None = None):
         self._step = step
         self._on_timer = on_timer
         self._state_name = state_name
+        self._ttl_ms = ttl_ms
         self._state = None
 
     def open(self, runtime_context: RuntimeContext):
-        self._state = runtime_context.get_state(ValueStateDescriptor(self._state_name, Types.PICKLED_BYTE_ARRAY()))
+        descriptor = ValueStateDescriptor(self._state_name, Types.PICKLED_BYTE_ARRAY())
+        if self._ttl_ms is not None:
+            from pyflink.common.time import Time
+            from pyflink.datastream.state import StateTtlConfig
+
+            descriptor.enable_time_to_live(
+                StateTtlConfig.new_builder(Time.milliseconds(self._ttl_ms))
+                .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+                .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+                .build())
+        self._state = runtime_context.get_state(descriptor)
 
     def _load(self):
         raw = self._state.value()
