@@ -426,11 +426,13 @@ def _apply_assignment(st: dict[str, Any], a: Assignment) -> None:
     if route_id != a.route_id:
         # A van runs one route at a time: a newer route replaces the old one (a new
         # shift), an assignment of an older route is a straggler and changes nothing.
-        if route_id is not None and a.event_time_ms <= st.get("route_last_ms", 0):
-            return
+        if route_id is not None:
+            if a.event_time_ms <= st.get("route_last_ms", 0):
+                return
+            st["parcels"], st["reached"], st["done"] = {}, {}, {}
+            for k in ("at_stop", "first_fix", "departed_ms", "halt", "break_since_ms"):
+                st.pop(k, None)
         st["route_id"] = a.route_id
-        st["parcels"], st["reached"], st["done"] = {}, {}, {}
-        st.pop("at_stop", None)
     st["route_last_ms"] = max(st.get("route_last_ms", a.event_time_ms), a.event_time_ms)
     parcels = dict(st.get("parcels") or {})
     current = parcels.get(a.tracking_id)

@@ -338,58 +338,74 @@ def promise_step(state: Mapping[str, Any] | None, event: Any, now_ms: int,
     """Per-parcel promise rule, keyed by tracking_id: :func:`risk_step` on estimates,
     :func:`on_delivered` on delivery, with the promise taken from shipment states.
 
-    * An :class:`EtaUpdate` (ROUTE or LANE) is applied unless an estimate with a later
-      ``as_of_ms`` already was; each applied one yields an :class:`EtaRecord` and any
-      LATE_RISK alert change. Estimates for a delivered parcel are ignored.
-    * A shipment state (``udfs.lanes.ShipmentView``, newer version only) updates the
-      promise, carrier and lane. A moved promise re-scores the last estimate. DELIVERED
-      resolves an open alert, emits the :class:`SlaOutcome` and a clearing record;
-      another terminal status (cancelled, returned, expired) resolves the alert with
-      that status as the reason and scores nothing.
+    * An :class:`EtaUpdate` (ROUTE or LANE) is applied at once unless an estimate with
+      a later ``as_of_ms`` already was; each applied one yields an :class:`EtaRecord`
+      and any LATE_RISK alert change. Estimates for a delivered parcel are ignored.
+    * A shipment state (``udfs.lanes.ShipmentView``, newer version only) is held until
+      the event-time timer at its own time fires (:func:`promise_on_timer`), i.e. until
+      the watermark says every estimate made before it has been applied. So a
+      delivery is never judged before the estimates that preceded it, whichever
+      input is faster. Applying it updates the promise, carrier and lane; a moved
+      promise re-scores the last estimate. DELIVERED resolves an open alert, emits the
+      :class:`SlaOutcome` and a record clearing the flag; another terminal status
+      (cancelled, returned, expired) resolves the alert with that status as the
+      reason and scores nothing.
 
     State: ``tracking_id``, ``risk`` (risk_step's; its own forget timer is not used,
-    this rule's single timer covers it), ``last_eta``, ``promised_end_ms``, ``carrier``,
-    ``lane``, ``version``, ``delivered_ms``, ``last_ms`` and one timer. Cleared
-    ``delivered_ttl_ms`` after delivery or a terminal status, or ``forget_after_ms``
-    after the later of the promise end and the last event (an open alert is then
-    closed as EXPIRED).
+    this rule's deadline timer covers it), ``last_eta``, ``pending`` views,
+    ``promised_end_ms``, ``carrier``, ``lane``, ``version``, ``delivered_ms``,
+    ``last_ms`` and the deadline timer ``timer_ms``. Cleared ``delivered_ttl_ms`` after
+    delivery or a terminal status, or ``forget_after_ms`` after the later of the
+    promise end and the last event (an open alert is then closed as EXPIRED).
     """
     st = dict(state) if state else {}
     st["tracking_id"] = event.tracking_id
-    emits: list[Any] = []
-    event_ms = event.as_of_ms if isinstance(event, EtaUpdate) and event.as_of_ms is not None else \
-        getattr(event, "event_time_ms", now_ms)
     if isinstance(event, EtaUpdate):
         if st.get("delivered_ms") is not None:
             return Decision(state)
-        emits += _apply_estimate(st, event, now_ms, cfg)
-    else:
-        view = event
-        if view.version <= st.get("version", 0):
+        emits = _apply_estimate(st, event, now_ms, cfg)
+        if not emits:
             return Decision(state)
-        st["version"] = view.version
-        if view.carrier:
-            st["carrier"] = view.carrier
-        if view.lane:
-            st["lane"] = view.lane
-        moved = view.promised_end_ms is not None and view.promised_end_ms != st.get("promised_end_ms")
-        if view.promised_end_ms is not None:
-            st["promised_end_ms"] = view.promised_end_ms
-        if st.get("delivered_ms") is None:
-            if view.status == DELIVERED_STATUS:
-                d = on_delivered(st.get("risk"), view.tracking_id, view.event_time_ms, st.get("promised_end_ms"),
-                                 st.get("carrier") or "UNKNOWN", st.get("lane") or "UNKNOWN")
-                emits += list(d.emits)
-                emits.append(EtaRecord(view.tracking_id, view.event_time_ms, LATE_RISK_CLEAR, 0))
-                st["risk"], st["last_eta"], st["delivered_ms"] = None, None, view.event_time_ms
-            elif view.terminal:
-                emits += _close(st, view.tracking_id, view.event_time_ms, view.status)
-                emits.append(EtaRecord(view.tracking_id, view.event_time_ms, LATE_RISK_CLEAR, 0))
-                st["risk"], st["last_eta"], st["delivered_ms"] = None, None, view.event_time_ms
-            elif moved and st.get("last_eta") is not None:
-                emits += _apply_estimate(st, st["last_eta"], now_ms, cfg)
-    st["last_ms"] = max(st.get("last_ms", event_ms), event_ms)
-    return _with_timer(st, emits, cfg)
+        as_of_ms = event.as_of_ms if event.as_of_ms is not None else now_ms
+        st["last_ms"] = max(st.get("last_ms", as_of_ms), as_of_ms)
+        return _with_timer(st, emits, cfg)
+    view = event
+    pending = list(st.get("pending") or ())
+    if view.version <= st.get("version", 0) or any(v.version == view.version for v in pending):
+        return Decision(state)  # already applied or already held
+    st["pending"] = pending + [view]
+    return Decision(st, timer_ms=view.event_time_ms)
+
+
+def _apply_view(st: dict[str, Any], view: Any, now_ms: int, cfg: ParcelPromiseConfig) -> list:
+    if view.version <= st.get("version", 0):
+        return []
+    st["version"] = view.version
+    if view.carrier:
+        st["carrier"] = view.carrier
+    if view.lane:
+        st["lane"] = view.lane
+    moved = view.promised_end_ms is not None and view.promised_end_ms != st.get("promised_end_ms")
+    if view.promised_end_ms is not None:
+        st["promised_end_ms"] = view.promised_end_ms
+    st["last_ms"] = max(st.get("last_ms", view.event_time_ms), view.event_time_ms)
+    if st.get("delivered_ms") is not None:
+        return []
+    emits: list[Any] = []
+    if view.status == DELIVERED_STATUS or view.terminal:
+        if view.status == DELIVERED_STATUS:
+            d = on_delivered(st.get("risk"), view.tracking_id, view.event_time_ms, st.get("promised_end_ms"),
+                             st.get("carrier") or "UNKNOWN", st.get("lane") or "UNKNOWN")
+            emits += list(d.emits)
+        else:
+            emits += _close(st, view.tracking_id, view.event_time_ms, view.status)
+        # At least as new as any estimate already written, so the Redis guard lets it in.
+        as_of_ms = max(view.event_time_ms, (st.get("risk") or {}).get("as_of_ms", 0))
+        emits.append(EtaRecord(view.tracking_id, as_of_ms, LATE_RISK_CLEAR, 0))
+        st["risk"], st["last_eta"], st["delivered_ms"] = None, None, view.event_time_ms
+    elif moved and st.get("last_eta") is not None:
+        emits += _apply_estimate(st, st["last_eta"], now_ms, cfg)
+    return emits
 
 
 def _close(st: Mapping[str, Any], tracking_id: str, at_ms: int, reason: str) -> list:
@@ -402,12 +418,25 @@ def _close(st: Mapping[str, Any], tracking_id: str, at_ms: int, reason: str) -> 
 
 def promise_on_timer(state: Mapping[str, Any] | None, timer_ms: int,
                      cfg: ParcelPromiseConfig = DEFAULT_PARCEL_CONFIG) -> Decision:
+    """Apply the held shipment states up to ``timer_ms``; at the deadline, forget the
+    parcel (closing an open alert as EXPIRED) or re-arm if it moved later."""
     if not state:
         return Decision(None)
-    if timer_ms != state.get("timer_ms"):
-        return Decision(state)  # superseded by an earlier deadline
-    deadline = _deadline(state, cfg)
-    if timer_ms < deadline:
-        return Decision(dict(state, timer_ms=deadline), timer_ms=deadline)
-    emits = _close(state, state["tracking_id"], timer_ms, "EXPIRED")
-    return Decision(None, tuple(emits))
+    st = dict(state)
+    emits: list[Any] = []
+    pending = sorted(st.get("pending") or (), key=lambda v: v.version)
+    due = [v for v in pending if v.event_time_ms <= timer_ms]
+    if due:
+        st["pending"] = [v for v in pending if v.event_time_ms > timer_ms]
+        for view in due:
+            emits += _apply_view(st, view, timer_ms, cfg)
+    if timer_ms == st.get("timer_ms"):
+        st["timer_ms"] = None
+        if timer_ms >= _deadline(st, cfg):
+            if not st.get("pending"):
+                return Decision(None, tuple(emits + _close(st, st["tracking_id"], timer_ms, "EXPIRED")))
+            # Held states still to come: their timers re-arm the deadline when applied.
+            return Decision(st, tuple(emits))
+    if "last_ms" not in st:
+        return Decision(st, tuple(emits))
+    return _with_timer(st, emits, cfg)

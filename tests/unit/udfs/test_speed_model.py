@@ -184,3 +184,20 @@ def test_lookup_adapter_resolves_cell_and_hour_from_position_and_time():
     model = _fill({}, CELL, MON_8H, 6.0, 10)
     lookup = make_speed_lookup(model, CFG)
     assert lookup(BERLIN[0], BERLIN[1], T0_MS + minutes(30)) == expected_speed_mps(model, CELL, MON_8H, CFG)
+
+
+def test_slot_updates_touch_only_the_four_slots_a_ping_feeds_and_match_observe():
+    from tests.builders import T0_MS, ping as ping_record
+    from udfs.events import Ping as PingView
+    from udfs.speed_model import observe_ping, slot_updates
+
+    model = {}
+    for i in range(5):
+        p = PingView.from_record(ping_record(at_ms=T0_MS + i * 10_000, speed_mps=6.0 + i))
+        updates = slot_updates(model, p)
+        assert len(updates) == 4
+        expected = observe_ping(model, p)
+        model = {**model, **updates}
+        assert model == expected
+    cell_tower = PingView.from_record(ping_record(at_ms=T0_MS + 60_000, source="CELL", accuracy_m=900.0))
+    assert slot_updates(model, cell_tower) == {}

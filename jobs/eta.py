@@ -1,0 +1,251 @@
+"""ETA and promise-risk job: arrival estimates per parcel, LATE_RISK alerts, SLA outcomes.
+
+Kafka ``ff.pings``, ``ff.assignments``, ``ff.shipment-states`` → decode + validate
+(→ ``ff.dead-letters``) → event-time watermarks → dedup →
+
+1. parcel tracker, keyed by tracking_id (assignments + shipment states): which van a
+   parcel is on, its lane, when it is done → ParcelDone to the van, lane queries and
+   observations, shipment views with their lane for the promise rule;
+2. van rule, keyed by vehicle_id (pings + assignments + ParcelDone): route, arrival
+   detection, the van's own speed model (MapState, one entry per slot), throttled
+   ROUTE estimates;
+3. lane model, keyed by lane (origin>destination|carrier|service level): LANE
+   estimates for parcels in the network, learned from deliveries;
+4. promise rule, keyed by tracking_id (estimates + shipment views): EtaRecord per
+   applied estimate, LATE_RISK alerts (→ ``ff.alert-candidates``), SLA outcomes.
+
+Everything after 4 goes to Redis (ETA fields of ``ff:shipment:*``) and Cassandra
+(``fleetflow/cql/005_eta.cql``) through jobs/eta_sinks.py.
+
+Why the speed model is per van: the ETA of a van only ever asks about the roads of its
+own district, which its own pings teach it within minutes of a shift; keyed state then
+needs no cross-key reads. A model keyed by cell would have to be broadcast to every
+subtask (each holding the whole service area) to be read by the van operator. The van's
+slots survive restarts with the rest of its keyed state and expire by state TTL.
+"""
+from __future__ import annotations
+
+import pickle
+import time
+
+from pyflink.common.time import Time
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext, StreamExecutionEnvironment
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+
+from fleetflow import contracts, topics
+from fleetflow.contracts import ContractError
+from fleetflow.ingest import make_dead_letter
+from jobs.alerting import to_candidates
+from jobs.common import JobConfig, Outputs, Sinks, attach, run
+from jobs.eta_sinks import EtaStoreWriter
+from jobs.operators import DecisionOperator
+from jobs.sources import RAW_RECORD_TYPE
+from jobs.validate import DEAD_LETTERS, validated_unique
+from udfs import speed_model
+from udfs.eta import Assignment, EtaConfig, ParcelDone, assignment_problem, van_on_timer, van_step
+from udfs.events import Ping
+from udfs.lanes import (LaneConfig, LaneObservation, LaneQuery, ShipmentView, TrackerConfig, lane_step, parcel_on_timer,
+                        parcel_step, shipment_state_problem)
+from udfs.promise import ParcelPromiseConfig, PromiseAlert, PromiseConfig, promise_on_timer, promise_step
+
+JOB_NAME = "fleetflow-eta"
+# Stable operator ids. The ingest stages add eta-pings-*, eta-assignments-*, eta-states-*.
+UID_ASSIGNMENTS_CHECK = "eta-assignments-check"
+UID_STATES_CHECK = "eta-states-check"
+UID_TRACKER = "eta-parcel-tracker"
+UID_VAN = "eta-van-route"
+UID_LANES = "eta-lane-model"
+UID_PROMISE = "eta-promise-risk"
+UID_ALERTS = "eta-alert-candidates"
+UIDS_SINKS = {"store": "eta-store-writer", "store_sink": "eta-store-sink", "dead_letters": "eta-dead-letter-sink",
+              "alerts": "eta-alert-candidates-sink"}
+PICKLED = Types.PICKLED_BYTE_ARRAY()
+
+# Backstops for state the rules cannot expire themselves (see docs/state.md).
+SPEED_SLOT_TTL_DAYS = 120
+LANE_TTL_DAYS = 90
+
+
+def _ttl(days: int) -> StateTtlConfig:
+    return (StateTtlConfig.new_builder(Time.days(days))
+            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            .build())
+
+
+class CheckRecords(ProcessFunction):
+    """Dead-letters records that decode but that the ETA rules cannot use (blank ids,
+    bad stop coordinates, version 0), with their bytes and origin. Stateless. Records
+    that do not decode pass on unchanged: the ingest stage dead-letters those."""
+
+    def __init__(self, schema: str, problem):
+        self.schema = schema
+        self.problem = problem
+
+    def process_element(self, row, ctx: ProcessFunction.Context):
+        raw = bytes(row["value"])
+        try:
+            _, record = contracts.decode(raw, expected=self.schema)
+        except ContractError:
+            yield row
+            return
+        reason = self.problem(record)
+        if reason is None:
+            yield row
+            return
+        dead = make_dead_letter(reason, f"{self.schema}: {reason}", raw, source_topic=row["topic"],
+                                source_partition=row["partition"], source_offset=row["offset"],
+                                detected_time_ms=ctx.timer_service().current_processing_time())
+        yield DEAD_LETTERS, contracts.encode("dead_letters", dead)
+
+
+class EventTimeOperator(DecisionOperator):
+    """DecisionOperator whose ``now_ms`` is the element's event time, so estimates and
+    alerts are the same in a replay as live. Optionally puts a state TTL on the rule state."""
+
+    def __init__(self, step, on_timer=None, state_name: str = "rule-state", ttl_days: int | None = None):
+        super().__init__(step, on_timer, state_name)
+        self._ttl_days = ttl_days
+
+    def open(self, runtime_context: RuntimeContext):
+        desc = ValueStateDescriptor(self._state_name, PICKLED)
+        if self._ttl_days:
+            desc.enable_time_to_live(_ttl(self._ttl_days))
+        self._state = runtime_context.get_state(desc)
+
+    def process_element(self, value, ctx: KeyedProcessFunction.Context):
+        now_ms = ctx.timestamp()
+        if now_ms is None:
+            now_ms = ctx.timer_service().current_processing_time()
+        yield from self._apply(self._step(self._load(), value, now_ms), ctx)
+
+
+class _SlotView:
+    """The speed model read through MapState: the lookup reads only the slots it needs."""
+
+    def __init__(self, slots):
+        self._slots = slots
+
+    def get(self, key):
+        return self._slots.get(key)
+
+
+class VanEtaOperator(KeyedProcessFunction):
+    """The van rule (udfs.eta.van_step) plus the van's speed model.
+
+    State: ``van-eta`` (route, arrival, throttle and idle-timer fields; cleared by
+    ``van_on_timer`` 6 h after the van's last event) and ``speed-slots`` (MapState slot →
+    (count, mean, m2), four slots written per learnable ping; never cleared by the rule,
+    expires by state TTL ``SPEED_SLOT_TTL_DAYS`` after a slot's last write).
+    """
+
+    def __init__(self, eta_cfg: EtaConfig, speed_cfg: speed_model.SpeedModelConfig):
+        self.eta_cfg = eta_cfg
+        self.speed_cfg = speed_cfg
+
+    def open(self, runtime_context: RuntimeContext):
+        self._state = runtime_context.get_state(ValueStateDescriptor("van-eta", PICKLED))
+        slots = MapStateDescriptor("speed-slots", Types.STRING(), PICKLED)
+        slots.enable_time_to_live(_ttl(SPEED_SLOT_TTL_DAYS))
+        self._slots = runtime_context.get_map_state(slots)
+        self._model = _SlotView(self._slots)
+
+    def process_element(self, value, ctx: KeyedProcessFunction.Context):
+        if isinstance(value, Ping):
+            for key, stats in speed_model.slot_updates(self._model, value, self.speed_cfg).items():
+                self._slots.put(key, stats)
+        now_ms = ctx.timestamp()
+        if now_ms is None:
+            now_ms = ctx.timer_service().current_processing_time()
+        lookup = lambda lat, lon, at_ms: speed_model.expected_speed_mps(  # noqa: E731
+            self._model, speed_model.cell_for(lat, lon, self.speed_cfg), speed_model.hour_of_week(at_ms),
+            self.speed_cfg)
+        yield from self._apply(van_step(self._load(), value, now_ms, lookup, self.eta_cfg), ctx)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        yield from self._apply(van_on_timer(self._load(), timestamp, self.eta_cfg), ctx)
+
+    def _load(self):
+        raw = self._state.value()
+        return None if raw is None else pickle.loads(raw)
+
+    def _apply(self, d, ctx):
+        if d.state is None:
+            self._state.clear()
+        else:
+            self._state.update(pickle.dumps(d.state, protocol=pickle.HIGHEST_PROTOCOL))
+        timers = ctx.timer_service()
+        for t in d.cancel_timers_ms:
+            timers.delete_event_time_timer(t)
+        if d.timer_ms is not None:
+            timers.register_event_time_timer(d.timer_ms)
+        return d.emits
+
+
+def _checked(stream, schema: str, problem, uid: str):
+    out = (stream.process(CheckRecords(schema, problem), output_type=RAW_RECORD_TYPE)
+           .uid(uid).name(f"check {schema}"))
+    return out, out.get_side_output(DEAD_LETTERS)
+
+
+def _alert_record(alert: PromiseAlert) -> dict:
+    return alert.to_alert_record(int(time.time() * 1000))
+
+
+def build_pipeline(env: StreamExecutionEnvironment, pings, assignments, shipment_states, sinks: Sinks,
+                   cfg: JobConfig = JobConfig()) -> Outputs:
+    """Wire the job. Each source is a stream of RawRecord rows (see jobs/sources.py)."""
+    eta_cfg = cfg.rule("eta", EtaConfig())
+    speed_cfg = cfg.rule("speed", speed_model.SpeedModelConfig())
+    lane_cfg = cfg.rule("lanes", LaneConfig())
+    tracker_cfg = cfg.rule("tracker", TrackerConfig())
+    promise_cfg = ParcelPromiseConfig(risk=cfg.rule("promise", PromiseConfig()))
+    ingest = dict(validation_cfg=cfg.validation(), known_carriers=frozenset(),
+                  out_of_orderness_ms=cfg.out_of_orderness_ms, idleness_ms=cfg.idleness_ms,
+                  dedup_ttl_ms=cfg.dedup_ttl_ms)
+
+    pings_u, dead_p = validated_unique(pings, "pings", Ping.from_record, uid_prefix="eta-pings", **ingest)
+    asg_ok, dead_ac = _checked(assignments, "assignments", assignment_problem, UID_ASSIGNMENTS_CHECK)
+    asg_u, dead_a = validated_unique(asg_ok, "assignments", Assignment.from_record, uid_prefix="eta-assignments",
+                                     **ingest)
+    states_ok, dead_sc = _checked(shipment_states, "shipment_states", shipment_state_problem, UID_STATES_CHECK)
+    states_u, dead_s = validated_unique(states_ok, "shipment_states", ShipmentView.from_record,
+                                        uid_prefix="eta-states", **ingest)
+
+    tracked = (asg_u.union(states_u).key_by(lambda e: e.tracking_id, key_type=Types.STRING())
+               .process(EventTimeOperator(lambda st, ev, now: parcel_step(st, ev, now, tracker_cfg),
+                                          lambda st, t: parcel_on_timer(st, t, tracker_cfg), "parcel"),
+                        output_type=PICKLED)
+               .uid(UID_TRACKER).name("parcel tracker (van, lane, outcome)"))
+    done = tracked.filter(lambda e: isinstance(e, ParcelDone)).name("parcel done → van")
+    lane_events = tracked.filter(lambda e: isinstance(e, (LaneQuery, LaneObservation))).name("lane events")
+    views = tracked.filter(lambda e: isinstance(e, ShipmentView)).name("shipment views")
+
+    route_etas = (pings_u.union(asg_u, done).key_by(lambda e: e.vehicle_id, key_type=Types.STRING())
+                  .process(VanEtaOperator(eta_cfg, speed_cfg), output_type=PICKLED)
+                  .uid(UID_VAN).name("van route ETA"))
+    lane_etas = (lane_events.key_by(lambda e: e.lane_key, key_type=Types.STRING())
+                 .process(EventTimeOperator(lambda st, ev, now: lane_step(st, ev, now, lane_cfg), None, "lane",
+                                            ttl_days=LANE_TTL_DAYS), output_type=PICKLED)
+                 .uid(UID_LANES).name("lane ETA"))
+    emits = (route_etas.union(lane_etas, views).key_by(lambda e: e.tracking_id, key_type=Types.STRING())
+             .process(EventTimeOperator(lambda st, ev, now: promise_step(st, ev, now, promise_cfg),
+                                        lambda st, t: promise_on_timer(st, t, promise_cfg), "promise"),
+                      output_type=PICKLED)
+             .uid(UID_PROMISE).name("promise risk"))
+
+    if sinks.alerts is not None:
+        alerts = emits.filter(lambda e: isinstance(e, PromiseAlert)).map(_alert_record, output_type=PICKLED)
+        sinks.alerts(to_candidates(alerts, UID_ALERTS))
+    dead = dead_p.union(dead_ac, dead_a, dead_sc, dead_s)
+    return attach(sinks, emits, dead)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(JOB_NAME, [topics.PINGS, topics.ASSIGNMENTS, topics.SHIPMENT_STATES], build_pipeline, UIDS_SINKS, __doc__,
+        argv, writer=EtaStoreWriter)
+
+
+if __name__ == "__main__":
+    main()

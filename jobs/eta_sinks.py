@@ -1,0 +1,106 @@
+"""The ETA job's store writer: ETA fields in Redis, estimates and outcomes in Cassandra.
+
+Redis: the ETA job owns only the ETA fields of ``ff:shipment:{tracking_id}`` (see
+docs/data-layout.md); the shipment job owns the rest of that hash and guards it by
+``version``. These fields are guarded by ``eta_as_of_ms`` in one Lua script, so a
+replayed or late estimate never overwrites a fresher one and the shipment job's fields
+are never touched.
+
+Cassandra (fleetflow/cql/005_eta.cql): ``eta_history``, ``sla_outcomes``,
+``sla_by_carrier_day`` and ``late_risk_by_day``; every write is an upsert on natural
+ids, acknowledged before the operator returns (see jobs/sinks.py for why).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pyflink.datastream import FlatMapFunction, RuntimeContext
+
+from jobs.sinks import StoreConfig, shipment_key
+from udfs.promise import utc_day
+
+# Only move the ETA fields forward. Equal as_of passes: the flag written by the promise
+# rule for the same evidence as the estimate must land.
+_REDIS_ETA_IF_NEWER = """
+local cur = redis.call('HGET', KEYS[1], 'eta_as_of_ms')
+if cur and cur ~= '' and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'eta_as_of_ms', ARGV[1])
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+ETA_FIELDS = ("eta_ms", "eta_earliest_ms", "eta_latest_ms", "eta_confidence", "eta_basis", "eta_as_of_ms",
+              "late_risk", "late_by_ms")
+
+
+def redis_eta_fields(rec) -> dict[str, str]:
+    """The hash fields one EtaRecord sets (besides eta_as_of_ms). A record without an
+    estimate (delivery, cancellation) only clears the risk flag."""
+    fields = {"late_risk": rec.late_risk, "late_by_ms": str(rec.late_by_ms)}
+    if rec.eta_ms is not None:
+        fields.update(eta_ms=str(rec.eta_ms), eta_earliest_ms=str(rec.earliest_ms),
+                      eta_latest_ms=str(rec.latest_ms), eta_confidence=f"{rec.confidence:.3f}",
+                      eta_basis=rec.basis or "")
+    return fields
+
+
+def write_timestamp_us(event_time_ms: int, revision: int) -> int:
+    """Cassandra write time for an alert revision: later evidence, then higher revision, wins."""
+    return event_time_ms * 1000 + min(max(revision, 0), 999)
+
+
+class EtaStoreWriter(FlatMapFunction):
+    """Writes EtaRecord, PromiseAlert and SlaOutcome emits; yields nothing."""
+
+    def __init__(self, cfg: StoreConfig):
+        self.cfg = cfg
+
+    def open(self, runtime_context: RuntimeContext):
+        import redis
+
+        from fleetflow.cassandra_session import connect
+
+        self._cluster, self._session = connect(self.cfg, keyspace=self.cfg.keyspace)
+        self._history = self._session.prepare(
+            "INSERT INTO eta_history (tracking_id, as_of_ms, eta_ms, eta_earliest_ms, eta_latest_ms, eta_confidence,"
+            " eta_basis, late_risk, late_by_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        self._outcome = self._session.prepare(
+            "INSERT INTO sla_outcomes (tracking_id, carrier, lane, day, on_time, lateness_ms) VALUES (?, ?, ?, ?, ?, ?)")
+        self._by_day = self._session.prepare(
+            "INSERT INTO sla_by_carrier_day (carrier, day, lane, tracking_id, on_time, lateness_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?)")
+        self._late = self._session.prepare(
+            "INSERT INTO late_risk_by_day (day, tracking_id, alert_id, state, severity, late_by_ms, eta_ms,"
+            " promised_end_ms, raised_ms, event_time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?")
+        self._redis = redis.Redis.from_url(self.cfg.redis_url)
+        self._upsert = self._redis.register_script(_REDIS_ETA_IF_NEWER)
+
+    def close(self):
+        if getattr(self, "_cluster", None) is not None:
+            self._cluster.shutdown()
+
+    def flat_map(self, emit: Any):
+        kind = type(emit).__name__
+        if kind == "EtaRecord":
+            self._write_eta(emit)
+        elif kind == "PromiseAlert":
+            self._session.execute(self._late, (
+                utc_day(emit.promised_window_end_ms), emit.tracking_id, emit.alert_id, emit.state, emit.severity,
+                emit.late_by_ms, emit.eta_ms, emit.promised_window_end_ms, emit.raised_ms, emit.event_time_ms,
+                write_timestamp_us(emit.event_time_ms, emit.revision)))
+        elif kind == "SlaOutcome":
+            self._session.execute(self._outcome, (emit.tracking_id, emit.carrier, emit.lane, emit.day, emit.on_time,
+                                                  emit.lateness_ms))
+            self._session.execute(self._by_day, (emit.carrier, emit.day, emit.lane, emit.tracking_id,
+                                                 1 if emit.on_time else 0, emit.lateness_ms))
+        return iter(())
+
+    def _write_eta(self, rec) -> None:
+        if rec.eta_ms is not None:
+            self._session.execute(self._history, (
+                rec.tracking_id, rec.as_of_ms, rec.eta_ms, rec.earliest_ms, rec.latest_ms, rec.confidence, rec.basis,
+                rec.late_risk, rec.late_by_ms))
+        args: list = [rec.as_of_ms]
+        for k, v in redis_eta_fields(rec).items():
+            args += [k, v]
+        self._upsert(keys=[shipment_key(rec.tracking_id)], args=args)
