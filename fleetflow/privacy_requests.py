@@ -60,6 +60,12 @@ REVIEWED_WITHOUT_LOOKUP: dict[str, str] = {
     "schema_migrations": "migration bookkeeping, no personal data",
     "privacy_requests": "the request audit itself: subjects appear only as HMAC references",
     "api_keys": "API clients (partners, dispatch tools), not data subjects; name labels the key",
+    # Neither the postcode nor the order time is stored with the shipment, so these
+    # partitions cannot be found from a subject; their rows hold only tracking ids, the
+    # API re-checks every hit against current state (gone after an erasure), and they
+    # expire with raw retention (180 days).
+    "shipments_by_postcode": "index without a reachable key (postcode not stored per shipment); expires in 180 d",
+    "shipments_by_order_day": "index without a reachable key (order time not stored per shipment); expires in 180 d",
 }
 # Never copied into a masked export.
 MASK_EXCLUDE_TABLES = frozenset({"schema_migrations", "privacy_requests"})
@@ -287,14 +293,32 @@ def _selectors(kind: str, subject: Subject, shape: TableShape) -> list[tuple[str
     raise ValueError(kind)
 
 
-def _row_keys(rows: Iterable[dict], key: tuple[str, ...]) -> list[tuple]:
-    """Distinct values of ``key`` in ``rows`` that have all of it (``day`` derived from ``event_time_ms``)."""
+INT_TYPES = frozenset({"int", "bigint", "smallint", "tinyint", "varint"})
+TEXT_TYPES = frozenset({"text", "varchar", "ascii"})
+
+
+def _fits(value: Any, cql_type: str | None) -> bool:
+    if cql_type in INT_TYPES:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if cql_type in TEXT_TYPES:
+        return isinstance(value, str)
+    return cql_type is not None
+
+
+def _row_keys(rows: Iterable[dict], key: tuple[str, ...], types: dict[str, str] | None = None) -> list[tuple]:
+    """Distinct values of ``key`` in ``rows`` that have all of it with the column's type.
+
+    An int ``day`` missing from a row is derived from its ``event_time_ms`` (days since
+    the epoch, as every ``day`` partition in the migrations is defined).
+    """
+    types = types or {}
     out = set()
     for r in rows:
         vals = dict(r)
-        if "day" not in vals and vals.get(WINDOW_CLUSTERING) is not None:
+        if ("day" not in vals and vals.get(WINDOW_CLUSTERING) is not None
+                and types.get("day", "int") in INT_TYPES):
             vals["day"] = int(vals[WINDOW_CLUSTERING]) // DAY_MS
-        if all(vals.get(k) is not None for k in key):
+        if all(vals.get(k) is not None and (not types or _fits(vals[k], types.get(k))) for k in key):
             out.add(tuple(vals[k] for k in key))
     return sorted(out, key=repr)
 
@@ -349,8 +373,14 @@ def collect(session, redis, keyspace: str, subject: Subject) -> Found:
         by_rule.setdefault(rule, []).append(shape)
 
     def read(shape: TableShape, sels: list[tuple[str, tuple]]) -> list[dict]:
-        rows = [_row(r) for where, params in sels
-                for r in session.execute(f"SELECT * FROM {shape.name} WHERE {where}", params)]
+        from cassandra import DriverException
+        try:
+            rows = [_row(r) for where, params in sels
+                    for r in session.execute(f"SELECT * FROM {shape.name} WHERE {where}", params)]
+        except DriverException as exc:
+            # One table whose rule does not fit its data must not hide every other table.
+            found.not_searched[shape.name] = f"lookup failed: {exc}"
+            return []
         found.cassandra[shape.name] = rows
         found.selectors[shape.name] = sels
         return rows
@@ -370,7 +400,7 @@ def collect(session, redis, keyspace: str, subject: Subject) -> Found:
         for shape in by_rule.get(rule, []):
             key = shape.partition_key if rule == "follow" else shape.partition_key + shape.clustering
             where = " AND ".join(f"{k} = %s" for k in key)
-            read(shape, [(where, vals) for vals in _row_keys(rows, key)])
+            read(shape, [(where, vals) for vals in _row_keys(rows, key, shape.columns)])
     if subject.driver_pseudonyms and not subject.windows:
         found.notes.append("positions are stored per vehicle without the driver: pass --window "
                            "VEHICLE:FROM_MS:TO_MS for the shifts the driver drove to include them")
@@ -506,6 +536,8 @@ def erase(session, redis, keyspace: str, subject: Subject, *, operator: str | No
                             list(subject.windows))
     left = collect(session, redis, keyspace, check_subject)
     remaining = left.counts()
+    failed = {t: why for t, why in left.not_searched.items() if why.startswith("lookup failed")}
+    remaining.update({f"cassandra.{t}": -1 for t in failed})
     outcome = "COMPLETE" if not remaining else "INCOMPLETE"
     detail = "; ".join(found.notes + [f"not searched: {', '.join(sorted(found.not_searched))}"
                                       if found.not_searched else ""]).strip("; ")

@@ -104,7 +104,7 @@ def load_tables(paths: list[Path] | None = None) -> dict[str, Table]:
                 rest = altered.group(2)
                 ttl = _TTL.search(rest)
                 comp = _COMPACTION.search(rest)
-                add = re.match(r"ADD\s+\(?(.*?)\)?$", rest.strip(), re.IGNORECASE | re.DOTALL)
+                add = re.match(r"ADD\s+(?:IF\s+NOT\s+EXISTS\s+)?\(?(.*?)\)?$", rest.strip(), re.IGNORECASE | re.DOTALL)
                 cols = dict(t.columns)
                 if add:
                     for part in _split_top_level(add.group(1)):

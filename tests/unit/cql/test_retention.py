@@ -27,6 +27,18 @@ RETENTION_CLASS = {
     "alerts_by_day_type": "curated",
     "alerts_by_id": "curated",
     "alert_audit": "curated",
+    "shipment_audit": "curated",
+    "order_shipments": "curated",
+    "shipment_data_quality": "raw",
+    "shipments_by_status_day": "raw",
+    "shipments_by_carrier_day": "raw",
+    "shipments_by_postcode": "raw",
+    "shipments_by_order_day": "raw",
+    "fence_events_by_vehicle": "raw",
+    "eta_history": "raw",
+    "sla_outcomes": "raw",
+    "sla_by_carrier_day": "raw",
+    "late_risk_by_day": "raw",
 }
 
 
@@ -69,6 +81,12 @@ def test_parser_reads_keys_ttl_and_later_alters(tmp_path):
     assert tables["a"].ttl_s == 120 and tables["a"].columns["m"] == "map<text, int>"
     assert tables["b"].partition_key == ("k",) and tables["b"].ttl_s == 0
     assert set(tables["b"].columns) == {"k", "v", "w", "z"}
+
+
+def test_parser_reads_add_if_not_exists(tmp_path):
+    (tmp_path / "001_a.cql").write_text("CREATE TABLE a (k text PRIMARY KEY);\n"
+                                        "ALTER TABLE a ADD IF NOT EXISTS (x bigint, y map<text, int>);\n")
+    assert load_tables([tmp_path / "001_a.cql"])["a"].columns == {"k": "text", "x": "bigint", "y": "map<text, int>"}
 
 
 def test_parser_ignores_statements_that_are_not_tables():

@@ -87,6 +87,15 @@ def test_index_tables_are_searched_by_keys_rebuilt_from_found_rows():
     assert _row_keys(rows, ("day", "type", "event_time_ms", "alert_id")) == [(1, "STALL", DAY_MS + 5, "a1")]
 
 
+def test_index_keys_respect_column_types():
+    rows = [{"tracking_id": "1Z1", "event_time_ms": 3 * DAY_MS + 1, "status": "IN_TRANSIT"},
+            {"tracking_id": "1Z1", "day": "2026-11-22"}]
+    assert _row_keys(rows, ("status", "day", "tracking_id"), {"status": "text", "day": "int", "tracking_id": "text"}) \
+        == [("IN_TRANSIT", 3, "1Z1")]
+    # A text day is never invented from event_time_ms: only rows that carry one are used.
+    assert _row_keys(rows, ("day", "tracking_id"), {"day": "text", "tracking_id": "text"}) == [("2026-11-22", "1Z1")]
+
+
 def test_alert_tables_are_reached_from_the_entity_timeline():
     plan = migration_plan()
     if "alerts_by_entity" not in plan:
