@@ -15,8 +15,14 @@ IDENT_HELP = ("identifiers of ONE subject: tracking:ID, order:ID (expands to its
 def _stores(s):
     import redis
 
+    from cassandra import DriverException
+    from cassandra.cluster import NoHostAvailable
+
     from fleetflow.cassandra_session import connect
-    cluster, session = connect(s, keyspace=s.keyspace, timeout_s=30)
+    try:
+        cluster, session = connect(s, keyspace=s.keyspace, timeout_s=30)
+    except (NoHostAvailable, DriverException) as exc:
+        raise StackError(f"cannot reach Cassandra at {s.host}:{s.cassandra_port} ({exc}); is the stack up?") from None
     r = redis.Redis.from_url(s.redis_url)
     try:
         yield session, r
