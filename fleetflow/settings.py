@@ -34,6 +34,13 @@ class StackSettings:
     kafka_heap: str = field(default_factory=lambda: _env("KAFKA_HEAP", "512m"))
     cassandra_heap: str = field(default_factory=lambda: _env("CASSANDRA_HEAP", "1G"))
     start_timeout_s: float = field(default_factory=lambda: float(_env("START_TIMEOUT_S", "180")))
+    # On a cluster each service has its own address; empty means "host:port" as above.
+    kafka_bootstrap_override: str = field(default_factory=lambda: _env("KAFKA_BOOTSTRAP", ""))
+    cassandra_host_override: str = field(default_factory=lambda: _env("CASSANDRA_HOST", ""))
+    redis_url_override: str = field(default_factory=lambda: _env("REDIS_URL", ""))
+    # Cassandra login (k8s: from a Secret); empty means no authentication, as on loopback.
+    cassandra_username: str = field(default_factory=lambda: _env("CASSANDRA_USERNAME", ""))
+    cassandra_password: str = field(default_factory=lambda: _env("CASSANDRA_PASSWORD", ""), repr=False)
 
     @property
     def jars(self) -> Path:
@@ -53,7 +60,11 @@ class StackSettings:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.host}:{self.kafka_port}"
+        return self.kafka_bootstrap_override or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def cassandra_host(self) -> str:
+        return self.cassandra_host_override or self.host
 
     @property
     def flink_rest_url(self) -> str:
@@ -61,7 +72,7 @@ class StackSettings:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://{self.host}:{self.redis_port}/0"
+        return self.redis_url_override or f"redis://{self.host}:{self.redis_port}/0"
 
     @property
     def api_url(self) -> str:

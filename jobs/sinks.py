@@ -8,7 +8,7 @@ acknowledged writes: at-least-once delivery plus idempotence gives effectively-o
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyflink.common.typeinfo import Types
@@ -49,10 +49,13 @@ class StoreConfig:
     cassandra_port: int
     redis_url: str
     keyspace: str
+    cassandra_username: str = ""
+    cassandra_password: str = field(default="", repr=False)
 
     @staticmethod
     def from_settings(s: StackSettings) -> "StoreConfig":
-        return StoreConfig(s.host, s.cassandra_port, s.redis_url, s.keyspace)
+        return StoreConfig(s.cassandra_host, s.cassandra_port, s.redis_url, s.keyspace,
+                           s.cassandra_username, s.cassandra_password)
 
 
 class StoreWriter(FlatMapFunction):

@@ -24,8 +24,6 @@ K8S = ROOT / "k8s"
 # the jobs nor the API can log in to Cassandra. Requested from the owners of
 # fleetflow/settings.py, fleetflow/cassandra_session.py and api/settings.py (k8s/README.md).
 PENDING_SETTINGS = {
-    "FLEETFLOW_KAFKA_BOOTSTRAP", "FLEETFLOW_CASSANDRA_HOST", "FLEETFLOW_REDIS_URL",
-    "FLEETFLOW_CASSANDRA_USERNAME", "FLEETFLOW_CASSANDRA_PASSWORD",
     "FLEETFLOW_API_CASSANDRA_USERNAME", "FLEETFLOW_API_CASSANDRA_PASSWORD",
 }
 SECRET_NAME = re.compile(r"PASSWORD|PEPPER|SECRET|TOKEN|_KEY$|KEY_ID|REDIS_URL|SUPERPASS", re.IGNORECASE)
