@@ -35,8 +35,9 @@ from jobs.validate import DEAD_LETTERS, MAX_DETAIL_CHARS, EventTime, ValidateRec
 from udfs import dedup, lifecycle, orders
 from udfs.events import Scan
 from udfs.lifecycle import ShipmentAlert, StateChanged
-from udfs.normalise import (UNKNOWN_CARRIER_CODE, CarrierMapping, UnknownCode, apply_mapping_update,
-                            carrier_key, carrier_onboarding_alert, normalise)
+from udfs.normalise import (UNKNOWN_CARRIER_CODE, CarrierMapping, UnknownCode, apply_mapping_update, carrier_key,
+                            carrier_onboarding_alert, normalise)
+from udfs.received import ReceivedScan
 
 JOB_NAME = "fleetflow-shipment-status"
 # Stable operator ids: savepoints map state to these, so never rename them.
@@ -76,25 +77,6 @@ class ShipmentOutputs(Outputs):
     """What build_pipeline returns: store emits, dead letters, alert records, state changes."""
     alerts: Any = None
     states: Any = None
-
-
-@dataclass(frozen=True)
-class ReceivedScan:
-    """A valid scan with the bytes and origin it came with, so a dead letter raised after
-    validation (an unknown carrier code) still carries the record exactly as received."""
-    scan: Scan
-    original: bytes
-    topic: str
-    partition: int
-    offset: int
-
-    @property
-    def event_id(self) -> str:
-        return self.scan.event_id
-
-    @property
-    def event_time_ms(self) -> int:
-        return self.scan.event_time_ms
 
 
 def scan_view(record: dict) -> Scan:
