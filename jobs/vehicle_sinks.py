@@ -13,6 +13,7 @@ rows (at-least-once + idempotence = effectively once):
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pyflink.datastream import FlatMapFunction, RuntimeContext
@@ -26,6 +27,16 @@ if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
+
+
+@dataclass(frozen=True)
+class FenceRow:
+    """One ``ff.fence-events`` record, bound for Cassandra ``fence_events_by_vehicle``."""
+    record: dict
+
+    @property
+    def day(self) -> int:
+        return self.record["event_time_ms"] // 86_400_000
 
 
 def snapshot_fields(snap: Any, updated_ms: int) -> dict[str, str]:

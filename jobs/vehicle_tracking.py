@@ -31,6 +31,8 @@ from jobs.alerting import encode_alert
 from jobs.common import JobConfig, Outputs, Sinks, run
 from jobs.sinks import BYTES
 from jobs.validate import DEAD_LETTERS, MAX_DETAIL_CHARS, validated_unique
+# Emitted between operators, so it must live in an importable module (jobs run as __main__).
+from jobs.vehicle_sinks import FenceRow
 from udfs import vehicle_state as vs
 from udfs.alerts import Alert
 from udfs.events import Ping
@@ -56,16 +58,6 @@ FENCE_EVENTS = OutputTag("fence-events", BYTES)
 GEOFENCE_SCANS = OutputTag("geofence-scans", BYTES)
 ALERTS = OutputTag("vehicle-alerts", BYTES)
 GEOFENCE_STATE = MapStateDescriptor("geofences", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
-
-
-@dataclass(frozen=True)
-class FenceRow:
-    """One ``ff.fence-events`` record, bound for Cassandra ``fence_events_by_vehicle``."""
-    record: dict
-
-    @property
-    def day(self) -> int:
-        return self.record["event_time_ms"] // 86_400_000
 
 
 @dataclass

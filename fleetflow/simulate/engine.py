@@ -187,7 +187,9 @@ def _stop_geofence(order: OrderSim, at_ms: int) -> dict[str, Any]:
     return {"geofence_id": f"GF-{order.stop.stop_id}", "name": f"Customer stop {order.stop.postcode}",
             "kind": "CUSTOMER_STOP", "polygon_wkt": None,
             "circle": {"lat": round(lat, 7), "lon": round(lon, 7), "radius_m": order.stop.radius_m},
-            "dwell_ms": CUSTOMER_STOP_DWELL_MS, "min_pings": 2, "exit_buffer_m": 30.0, "facility_id": None,
+            # facility_id = stop_id: the vehicle job matches it to the assignments' stop_id.
+            "dwell_ms": CUSTOMER_STOP_DWELL_MS, "min_pings": 2, "exit_buffer_m": 30.0,
+            "facility_id": order.stop.stop_id,
             "deleted": False, "updated_time_ms": at_ms}
 
 
