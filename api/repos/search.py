@@ -8,6 +8,7 @@ that state to count each shipment once although several day partitions name it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any, Callable
 
 DAY_MS = 86_400_000
@@ -63,6 +64,16 @@ def by_carrier_day(carrier: str, from_ms: int, to_ms: int) -> IndexQuery:
                       lambda s, d: day_of(s.get("last_event_time_ms")) == d)
 
 
+def iso_day(day: int) -> str:
+    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
+
+
 def by_late_risk_day(from_ms: int, to_ms: int) -> IndexQuery:
+    # 005_eta.cql keys this index by the UTC day the promise ends, as YYYY-MM-DD; a
+    # shipment whose promise moved is reported on its current promise day only.
+    def owns(s: dict[str, Any], d: int | None) -> bool:
+        end = day_of(s.get("promised_end_ms"))
+        return end is None or end == d
+
     return IndexQuery("late_risk_by_day", "SELECT tracking_id FROM late_risk_by_day WHERE day = ?",
-                      [((d,), d) for d in days_desc(from_ms, to_ms)], lambda s, d: True)
+                      [((iso_day(d),), d) for d in days_desc(from_ms, to_ms)], owns)

@@ -101,8 +101,10 @@ def _plan(status, carrier, country, postcode, late_risk, order_from_ms, order_to
         hi = order_to_ms if order_to_ms is not None else now_ms
         lo = order_from_ms if order_from_ms is not None else hi - DEFAULT_WINDOW_MS
     else:
-        hi = to_ms if to_ms is not None else now_ms
-        lo = from_ms if from_ms is not None else hi - DEFAULT_WINDOW_MS
+        # Late risk is indexed by promise day, which for parcels at risk is often ahead.
+        ahead_ms = DEFAULT_WINDOW_MS if late_risk and status is None else 0
+        hi = to_ms if to_ms is not None else now_ms + ahead_ms
+        lo = from_ms if from_ms is not None else hi - DEFAULT_WINDOW_MS - ahead_ms
     if lo > hi:
         raise ApiError(400, "INVALID_RANGE", "the range's start is after its end")
     if hi - lo > MAX_WINDOW_MS:
@@ -151,9 +153,10 @@ async def search_shipments(
         order_to_ms: int | None = Query(None, ge=0, le=10**14, description="Order placed at or before (default now)"),
         from_ms: int | None = Query(None, ge=0, le=10**14,
                                     description="Without postcode/order range: status entered (status), last "
-                                                "event (carrier) or risk day (late_risk) at or after; default "
+                                                "event (carrier) or promise end (late_risk) at or after; default "
                                                 "7 days before to_ms"),
-        to_ms: int | None = Query(None, ge=0, le=10**14, description="Index day window end; default now"),
+        to_ms: int | None = Query(None, ge=0, le=10**14,
+                                  description="Window end; default now (late_risk alone: 7 days ahead)"),
         limit: int = Query(50, ge=1, le=200),
         page_token: str | None = Query(None, max_length=4000)) -> SearchResult:
     """Hits come from the index of the most selective filter: postcode (+ order range),
