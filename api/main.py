@@ -1,6 +1,7 @@
 """FleetFlow API: a thin read tier over Redis and Cassandra that writes only to Kafka."""
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from api import errors
 from api.auth import KeyCache
 from api.cassandra import CassandraDb
 from api.kafka import Publisher
-from api.observability import ObservabilityMiddleware, configure_access_log, metrics
+from api.observability import FLUSH_EVERY_S, ObservabilityMiddleware, configure_access_log, metrics
 from api.repos.geofences import GeofenceStore
 from api.routes import alerts, events, geofences, health, shipments, track, vehicles
 from api.settings import ApiSettings, get_settings
@@ -35,8 +36,16 @@ async def lifespan(app: FastAPI):
     from fleetflow.carrier_mappings import load_all
 
     s: ApiSettings = app.state.settings
+    flusher = None
     if s.json_access_log:
-        configure_access_log()
+        handler = configure_access_log()
+
+        async def flush_forever():
+            while True:
+                await asyncio.sleep(FLUSH_EVERY_S)
+                handler.flush()
+
+        flusher = asyncio.create_task(flush_forever())
     app.state.redis = Redis.from_url(s.redis_url)
     app.state.cassandra = CassandraDb(s)
     app.state.publisher = Publisher(s)
@@ -45,6 +54,9 @@ async def lifespan(app: FastAPI):
     try:
         yield
     finally:
+        if flusher is not None:
+            flusher.cancel()
+            handler.flush()
         await app.state.redis.aclose()
         app.state.cassandra.close()
         app.state.publisher.close()
