@@ -10,9 +10,9 @@ holds for any version of the shipment job:
 * each shipment's Redis state names its newest event, with that event's status;
 * keyed state survived: after the upgrade every already-applied event is sent again
   with the same event_id but a later event time. Only the restored dedup/status state
-  can drop those; a job that lost its state writes them as new history rows. (A
-  checkpoint is awaited first, so such a job could not rebuild that state by re-reading
-  the originals from older Kafka offsets.)
+  can drop those; a job that lost its state writes them as new history rows. (The
+  job's committed Kafka offsets must pass the originals first, so such a job could not
+  rebuild that state by re-reading them.)
 
 The shared job is left RUNNING at its original parallelism.
 """
@@ -81,17 +81,32 @@ def _wait_for_final_state(stack, stream: dict[str, list[dict]]) -> dict[str, dic
         time.sleep(1)
 
 
-def _wait_for_checkpoint_after(stack, t_ms: int) -> None:
-    job = flinkjobs.running(stack, JOB)
-    assert job is not None, f"{JOB} is not running"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        latest = (flinkjobs._get(stack, f"/jobs/{job.job_id}/checkpoints").get("latest") or {}).get("completed")
-        if latest and latest.get("trigger_timestamp", 0) > t_ms:
-            time.sleep(1)  # the source commits offsets when it hears of the completion
-            return
-        time.sleep(1)
-    raise AssertionError(f"{JOB} completed no checkpoint within 60s; see /jobs/{job.job_id}/checkpoints")
+def _wait_for_committed_offsets(stack, timeout_s: float = 90) -> None:
+    """Wait until the job's Kafka group has committed ff.scans up to its current end.
+
+    The source commits offsets when a checkpoint completes, so this follows the
+    checkpoints; it can lag them by one or two.
+    """
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap)
+    try:
+        parts = [TopicPartition(topics.SCANS.name, p) for p in consumer.partitions_for_topic(topics.SCANS.name)]
+        end = consumer.end_offsets(parts)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            committed = admin.list_consumer_group_offsets(JOB, partitions=parts)
+            behind = {tp.partition: (committed[tp].offset if tp in committed else None, end[tp])
+                      for tp in parts if tp not in committed or committed[tp].offset < end[tp]}
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{JOB} has not committed ff.scans offsets (committed, end) {behind} "
+                                     f"within {timeout_s:.0f}s: are its checkpoints completing?")
+            time.sleep(1)
+    finally:
+        admin.close()
+        consumer.close()
 
 
 def _run_through(stack, cql, change_job) -> None:
@@ -109,7 +124,7 @@ def _run_through(stack, cql, change_job) -> None:
                    "before the upgrade")
     # Commit Kafka offsets past `before`: a job that lost its state could otherwise re-read
     # `before` from older offsets, rebuild its dedup state and hide the loss.
-    _wait_for_checkpoint_after(stack, int(time.time() * 1000))
+    _wait_for_committed_offsets(stack)
 
     # The middle of the stream arrives while the job is being stopped and restarted: it
     # must be picked up from the savepoint's Kafka offsets, not skipped or read twice.
