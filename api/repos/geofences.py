@@ -10,12 +10,19 @@ import asyncio
 import time
 from typing import Any
 
-from fleetflow import contracts, topics
+from fleetflow import contracts, geofences, topics
 
 CACHE_S = 2.0
 
 
 def _read_latest(bootstrap: str) -> dict[str, dict[str, Any]]:
+    """Latest record per id (retired ones included), as fleetflow.geofences decides it."""
+    return geofences.latest(_read_records(bootstrap), include_deleted=True)
+
+
+def _read_records(bootstrap: str) -> list[dict[str, Any]]:
+    # Reads up to the end offsets taken at the start instead of waiting for a consumer
+    # timeout, so a listing costs one pass over the (compacted) topic.
     from kafka import KafkaConsumer, TopicPartition
 
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
@@ -24,11 +31,11 @@ def _read_latest(bootstrap: str) -> dict[str, dict[str, Any]]:
         parts = [TopicPartition(topics.GEOFENCES.name, p)
                  for p in sorted(c.partitions_for_topic(topics.GEOFENCES.name) or ())]
         if not parts:
-            return {}
+            return []
         c.assign(parts)
         c.seek_to_beginning(*parts)
         end = c.end_offsets(parts)
-        latest: dict[str, dict[str, Any]] = {}
+        records: list[dict[str, Any]] = []
         while any(c.position(tp) < end[tp] for tp in parts):
             batch = c.poll(timeout_ms=1000)
             if not batch:
@@ -41,10 +48,8 @@ def _read_latest(bootstrap: str) -> dict[str, dict[str, Any]]:
                         _, rec = contracts.decode(m.value, expected="geofences")
                     except contracts.ContractError:
                         continue
-                    prev = latest.get(rec["geofence_id"])
-                    if prev is None or rec["updated_time_ms"] >= prev["updated_time_ms"]:
-                        latest[rec["geofence_id"]] = rec
-        return latest
+                    records.append(rec)
+        return records
     finally:
         c.close()
 

@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.auth import Staff
 from api.errors import ApiError, responses
-from fleetflow import contracts, topics
+from fleetflow import contracts, geofences, topics
+from udfs.geofence import GeofenceError
 
 router = APIRouter(prefix="/v1/geofences", tags=["geofences"])
 
@@ -19,7 +20,6 @@ GeofenceId = Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-:.]+$", 
 _ID = re.compile(r"^[A-Za-z0-9_\-:.]{1,100}$")
 # A fence bigger than a city is a mistake (a swapped lat/lon), not a delivery area.
 MAX_RADIUS_M = 50_000.0
-MAX_POLYGON_VERTICES = 2000
 
 
 class Circle(BaseModel):
@@ -52,8 +52,6 @@ class GeofenceIn(BaseModel):
     def _one_shape(self):
         if (self.polygon_wkt is None) == (self.circle is None):
             raise ValueError("give exactly one of polygon_wkt and circle")
-        if self.polygon_wkt is not None:
-            check_polygon(self.polygon_wkt)
         return self
 
     model_config = {"json_schema_extra": {"examples": [
@@ -79,24 +77,6 @@ class GeofenceList(BaseModel):
     items: list[Geofence]
 
 
-def check_polygon(wkt: str) -> None:
-    from shapely import wkt as shapely_wkt
-    from shapely.errors import ShapelyError
-    try:
-        geom = shapely_wkt.loads(wkt)
-    except (ShapelyError, ValueError, TypeError) as exc:
-        raise ValueError(f"polygon_wkt is not valid WKT: {exc}") from None
-    if geom.geom_type != "Polygon":
-        raise ValueError(f"polygon_wkt must be a POLYGON, not {geom.geom_type}")
-    if geom.is_empty or not geom.is_valid:
-        raise ValueError("polygon_wkt is not a valid polygon (self-intersecting or degenerate)")
-    if len(geom.exterior.coords) > MAX_POLYGON_VERTICES:
-        raise ValueError(f"polygon_wkt has more than {MAX_POLYGON_VERTICES} vertices")
-    minx, miny, maxx, maxy = geom.bounds
-    if not (-180 <= minx and maxx <= 180 and -90 <= miny and maxy <= 90):
-        raise ValueError("polygon_wkt coordinates must be lon lat within -180..180 / -90..90")
-
-
 def _out(rec: dict) -> Geofence:
     return Geofence(**{k: rec.get(k) for k in Geofence.model_fields})
 
@@ -112,10 +92,15 @@ async def list_geofences(request: Request, principal: Staff) -> GeofenceList:
 
 @router.post("", status_code=201, response_model=Geofence, responses=responses(), summary="Create or replace")
 async def create_geofence(request: Request, principal: Staff, body: GeofenceIn) -> Geofence:
-    rec = body.model_dump()
-    rec["geofence_id"] = body.geofence_id or f"GF-{uuid.uuid4().hex[:12]}"
-    rec["deleted"] = False
-    rec["updated_time_ms"] = int(time.time() * 1000)
+    """Validated by the same rules the vehicle job applies (fleetflow.geofences.build_record)."""
+    circle = (body.circle.lat, body.circle.lon, body.circle.radius_m) if body.circle else None
+    try:
+        rec = geofences.build_record(body.geofence_id or f"GF-{uuid.uuid4().hex[:12]}", body.kind,
+                                     wkt=body.polygon_wkt, circle=circle, name=body.name, dwell_ms=body.dwell_ms,
+                                     min_pings=body.min_pings, exit_buffer_m=body.exit_buffer_m,
+                                     facility_id=body.facility_id)
+    except GeofenceError as exc:
+        raise ApiError(422, "INVALID_GEOFENCE", str(exc)) from None
     await _publish(request, rec)
     return _out(rec)
 
@@ -130,8 +115,7 @@ async def delete_geofence(request: Request, principal: Staff, geofence_id: str =
     current = latest.get(geofence_id)
     if current is None or current.get("deleted"):
         raise ApiError(404, "GEOFENCE_NOT_FOUND", f"no active geofence {geofence_id}")
-    rec = {**current, "deleted": True, "updated_time_ms": max(int(time.time() * 1000),
-                                                               current["updated_time_ms"] + 1)}
+    rec = geofences.retired(current, max(int(time.time() * 1000), current["updated_time_ms"] + 1))
     await _publish(request, rec)
     return _out(rec)
 

@@ -34,4 +34,4 @@ def test_create_list_delete_geofence(client, make_key, topic_tail, run_id):
     {"kind": "PARKING", "circle": {"lat": 52, "lon": 13, "radius_m": 10}},
 ])
 def test_invalid_geofences_are_422(client, make_key, body):
-    assert_error(client.post("/v1/geofences", headers=make_key("dispatcher"), json=body), 422, "INVALID_REQUEST")
+    assert_error(client.post("/v1/geofences", headers=make_key("dispatcher"), json=body), 422)
