@@ -41,14 +41,8 @@ class DecisionOperator(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext):
         descriptor = ValueStateDescriptor(self._state_name, Types.PICKLED_BYTE_ARRAY())
         if self._ttl_ms is not None:
-            from pyflink.common.time import Time
-            from pyflink.datastream.state import StateTtlConfig
-
-            descriptor.enable_time_to_live(
-                StateTtlConfig.new_builder(Time.milliseconds(self._ttl_ms))
-                .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-                .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-                .build())
+            from jobs.state_ttl import ttl_config
+            descriptor.enable_time_to_live(ttl_config(self._ttl_ms))
         self._state = runtime_context.get_state(descriptor)
 
     def _load(self):
