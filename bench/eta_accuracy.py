@@ -4,7 +4,8 @@ Runs the fleet simulator (``fleetflow.simulate.generate``, deterministic per see
 replays its recording, faults included, in produce order through the same rules the
 ``fleetflow-eta`` job runs (no Flink): decode + validate + dedup by event_id, the
 per-van speed model (``udfs.speed_model.slot_updates``), the van rule
-(``udfs.eta.van_step``) and the parcel tracker (``udfs.lanes.parcel_step``) that turns
+(``udfs.eta.hold_ping`` / ``van_on_timer`` / ``van_step``, pings applied once a
+60 s bounded-out-of-orderness watermark passes them) and the parcel tracker (``udfs.lanes.parcel_step``) that turns
 delivery outcomes into ParcelDone for the van. Shipment states, which the shipment
 job would publish, are stood in for by the scans' normalised statuses from the truth
 file (late scans do not regress the status, as in the lifecycle rule).
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import heapq
 import json
 import statistics
 import sys
@@ -39,8 +41,8 @@ from fleetflow.ingest import route_record  # noqa: E402
 from fleetflow.simulate.config import SimConfig  # noqa: E402
 from fleetflow.simulate.engine import generate  # noqa: E402
 from udfs import speed_model  # noqa: E402
-from udfs.eta import (Assignment, EtaConfig, ParcelDone, haversine_m, naive_eta, van_step,  # noqa: E402
-                      window_half_width_ms)
+from udfs.eta import (Assignment, EtaConfig, ParcelDone, hold_ping, naive_eta, van_on_timer,  # noqa: E402
+                      van_step, window_half_width_ms)
 from udfs.events import Ping  # noqa: E402
 from udfs.lanes import ShipmentView, parcel_step  # noqa: E402
 from udfs.validation import ValidationConfig  # noqa: E402
@@ -53,7 +55,8 @@ SCORED_OUTCOMES = ("DELIVERED", "ATTEMPT_FAIL")
 @dataclasses.dataclass
 class Replay:
     """What the replay saw: emitted estimates per parcel and GPS fixes per van."""
-    estimates: dict[str, list[tuple[int, int, int, int]]]  # tracking_id -> [(as_of, eta, earliest, latest)]
+    # tracking_id -> [(visible from, eta, earliest, latest)]; visible = when the job emits it
+    estimates: dict[str, list[tuple[int, int, int, int]]]
     fixes: dict[str, list[tuple[int, float, float]]]  # vehicle_id -> [(time, lat, lon)], event-time order
 
 
@@ -74,7 +77,8 @@ def _shipment_views(truth: dict) -> dict[str, tuple[str, dict]]:
     return out
 
 
-def replay(sim, eta_cfg: EtaConfig, speed_cfg: speed_model.SpeedModelConfig) -> Replay:
+def replay(sim, eta_cfg: EtaConfig, speed_cfg: speed_model.SpeedModelConfig,
+           out_of_orderness_ms: int = 60_000) -> Replay:
     vcfg = ValidationConfig()
     views = _shipment_views(sim.truth)
     seen: set[str] = set()
@@ -85,12 +89,33 @@ def replay(sim, eta_cfg: EtaConfig, speed_cfg: speed_model.SpeedModelConfig) -> 
     estimates: dict[str, list] = defaultdict(list)
     fixes: dict[str, list] = defaultdict(list)
 
+    timers: list[tuple[int, str]] = []  # (time, vehicle_id): the job's event-time timers
+    watermark_ms = -1
+    # When an estimate becomes visible: the newest event time seen when it is emitted
+    # (the watermark trails it by the out-of-orderness bound).
+    clock = {"ms": 0}
+
+    def apply(vehicle_id: str, d) -> None:
+        vans[vehicle_id] = d.state
+        if d.timer_ms is not None:
+            heapq.heappush(timers, (d.timer_ms, vehicle_id))
+        for u in d.emits:
+            visible_ms = max(u.as_of_ms, clock["ms"])
+            estimates[u.tracking_id].append((visible_ms, u.eta_ms, u.earliest_ms, u.latest_ms))
+
     def to_van(vehicle_id: str, event, now_ms: int) -> None:
         lookup = speed_model.make_speed_lookup(models[vehicle_id], speed_cfg)
-        d = van_step(vans.get(vehicle_id), event, now_ms, lookup, eta_cfg)
-        vans[vehicle_id] = d.state
-        for u in d.emits:
-            estimates[u.tracking_id].append((u.as_of_ms, u.eta_ms, u.earliest_ms, u.latest_ms))
+        if isinstance(event, Ping):
+            apply(vehicle_id, hold_ping(vans.get(vehicle_id), event, eta_cfg))
+        else:
+            apply(vehicle_id, van_step(vans.get(vehicle_id), event, now_ms, lookup, eta_cfg))
+
+    def fire_until(t_ms: int) -> None:
+        while timers and timers[0][0] <= t_ms:
+            t, vehicle_id = heapq.heappop(timers)
+            if vans.get(vehicle_id) is not None:
+                lookup = speed_model.make_speed_lookup(models[vehicle_id], speed_cfg)
+                apply(vehicle_id, van_on_timer(vans[vehicle_id], t, eta_cfg, lookup))
 
     def to_parcel(tracking_id: str, event) -> None:
         d = parcel_step(parcels.get(tracking_id), event, event.event_time_ms)
@@ -115,6 +140,10 @@ def replay(sim, eta_cfg: EtaConfig, speed_cfg: speed_model.SpeedModelConfig) -> 
             if ping.source == "GPS" and (ping.accuracy_m or 0) <= eta_cfg.max_accuracy_m:
                 fixes[ping.vehicle_id].append((ping.event_time_ms, ping.lat, ping.lon))
             to_van(ping.vehicle_id, ping, ping.event_time_ms)
+            # Bounded out-of-orderness watermark, as the job's ingest stage sets it.
+            watermark_ms = max(watermark_ms, ping.event_time_ms - out_of_orderness_ms)
+            clock["ms"] = watermark_ms + out_of_orderness_ms
+            fire_until(watermark_ms)
         elif schema == "assignments":
             a = Assignment.from_record(record)
             to_parcel(a.tracking_id, a)
@@ -128,6 +157,8 @@ def replay(sim, eta_cfg: EtaConfig, speed_cfg: speed_model.SpeedModelConfig) -> 
             view = ShipmentView(tracking_id=tid, version=version + 1, status_detail=fields.pop("detail"),
                                 service_level="STANDARD", **fields)
             to_parcel(tid, view)
+    clock["ms"] = 0  # end of input: what is left is emitted as of its own evidence
+    fire_until(max(watermark_ms, 0) + 10 * 86_400_000)  # idle timers included: shift over
     for v in fixes.values():
         v.sort()
     return Replay(dict(estimates), dict(fixes))

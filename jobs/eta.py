@@ -43,7 +43,7 @@ from jobs.operators import DecisionOperator
 from jobs.sources import RAW_RECORD_TYPE
 from jobs.validate import DEAD_LETTERS, validated_unique
 from udfs import speed_model
-from udfs.eta import Assignment, EtaConfig, ParcelDone, assignment_problem, van_on_timer, van_step
+from udfs.eta import Assignment, EtaConfig, ParcelDone, assignment_problem, hold_ping, van_on_timer, van_step
 from udfs.events import Ping
 from udfs.lanes import (LaneConfig, LaneObservation, LaneQuery, ShipmentView, TrackerConfig, lane_step, parcel_on_timer,
                         parcel_step, shipment_state_problem)
@@ -100,6 +100,23 @@ class CheckRecords(ProcessFunction):
         yield DEAD_LETTERS, contracts.encode("dead_letters", dead)
 
 
+def _event_now(ctx, value) -> int:
+    """The rule's clock: the element's timestamp, else its own event time.
+
+    Thread-mode PyFlink does not always hand the record timestamp to Python
+    (``ctx.timestamp()`` may be None or Long.MIN_VALUE); every event here carries its
+    time, so the clock never falls back to the wall clock for an event.
+    """
+    ts = ctx.timestamp()
+    if ts is not None and ts > 0:
+        return ts
+    for name in ("event_time_ms", "as_of_ms"):
+        t = getattr(value, name, None)
+        if t is not None:
+            return t
+    return ctx.timer_service().current_processing_time()
+
+
 class EventTimeOperator(DecisionOperator):
     """DecisionOperator whose ``now_ms`` is the element's event time, so estimates and
     alerts are the same in a replay as live. Optionally puts a state TTL on the rule state."""
@@ -115,10 +132,7 @@ class EventTimeOperator(DecisionOperator):
         self._state = runtime_context.get_state(desc)
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
-        now_ms = ctx.timestamp()
-        if now_ms is None:
-            now_ms = ctx.timer_service().current_processing_time()
-        yield from self._apply(self._step(self._load(), value, now_ms), ctx)
+        yield from self._apply(self._step(self._load(), value, _event_now(ctx, value)), ctx)
 
 
 class _SlotView:
@@ -134,8 +148,12 @@ class _SlotView:
 class VanEtaOperator(KeyedProcessFunction):
     """The van rule (udfs.eta.van_step) plus the van's speed model.
 
-    State: ``van-eta`` (route, arrival, throttle and idle-timer fields; cleared by
-    ``van_on_timer`` 6 h after the van's last event) and ``speed-slots`` (MapState slot →
+    Pings are learned from at once and held until the watermark passes them
+    (``hold_ping``), then applied in event-time order by ``van_on_timer``; assignments
+    and outcomes apply at once (they take effect at their own event time anyway).
+
+    State: ``van-eta`` (route, arrival, throttle, held pings and idle-timer fields;
+    cleared by ``van_on_timer`` 6 h after the van's last event) and ``speed-slots`` (MapState slot →
     (count, mean, m2), four slots written per learnable ping; never cleared by the rule,
     expires by state TTL ``SPEED_SLOT_TTL_DAYS`` after a slot's last write).
     """
@@ -151,20 +169,20 @@ class VanEtaOperator(KeyedProcessFunction):
         self._slots = runtime_context.get_map_state(slots)
         self._model = _SlotView(self._slots)
 
+    def _lookup(self, lat: float, lon: float, at_ms: int) -> tuple[float, float]:
+        return speed_model.expected_speed_mps(self._model, speed_model.cell_for(lat, lon, self.speed_cfg),
+                                              speed_model.hour_of_week(at_ms), self.speed_cfg)
+
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
         if isinstance(value, Ping):
             for key, stats in speed_model.slot_updates(self._model, value, self.speed_cfg).items():
                 self._slots.put(key, stats)
-        now_ms = ctx.timestamp()
-        if now_ms is None:
-            now_ms = ctx.timer_service().current_processing_time()
-        lookup = lambda lat, lon, at_ms: speed_model.expected_speed_mps(  # noqa: E731
-            self._model, speed_model.cell_for(lat, lon, self.speed_cfg), speed_model.hour_of_week(at_ms),
-            self.speed_cfg)
-        yield from self._apply(van_step(self._load(), value, now_ms, lookup, self.eta_cfg), ctx)
+            yield from self._apply(hold_ping(self._load(), value, self.eta_cfg), ctx)
+            return
+        yield from self._apply(van_step(self._load(), value, _event_now(ctx, value), self._lookup, self.eta_cfg), ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        yield from self._apply(van_on_timer(self._load(), timestamp, self.eta_cfg), ctx)
+        yield from self._apply(van_on_timer(self._load(), timestamp, self.eta_cfg, self._lookup), ctx)
 
     def _load(self):
         raw = self._state.value()

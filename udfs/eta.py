@@ -394,20 +394,24 @@ class ParcelDone:
     status: str
 
 
-def _route_stops(st: Mapping[str, Any]) -> list[Stop]:
-    """Remaining stops in route order: stops with parcels still on board, not yet reached.
+def _route_stops(st: Mapping[str, Any], now_ms: int) -> list[Stop]:
+    """Remaining stops in route order at the van's time ``now_ms``: stops with parcels
+    still on board then, not reached by then.
+
+    Outcomes and unloads take effect at their own event time, not when they arrive: in
+    a replay a delivery can arrive long before the pings that lead up to it.
 
     Stop orders never seen in an assignment, between the van's progress (the highest
     order it reached) and a remaining stop, are counted into ``unknown_before``: while a
     van loads, its last stops are known before its first ones.
     """
-    reached = st.get("reached") or {}
+    reached = {k: t for k, t in (st.get("reached") or {}).items() if t <= now_ms}
     parcels = st.get("parcels") or {}
     known_orders = {p[0] for p in parcels.values()}
     progress = max((p[0] for p in parcels.values() if p[1] in reached), default=0)
     by_stop: dict[str, list] = {}
-    for tracking_id, (order, stop_id, lat, lon, _ms, active) in sorted(parcels.items()):
-        if not active or stop_id in reached:
+    for tracking_id, (order, stop_id, lat, lon, _ms, off_ms) in sorted(parcels.items()):
+        if (off_ms is not None and off_ms <= now_ms) or stop_id in reached:
             continue
         entry = by_stop.setdefault(stop_id, [order, lat, lon, []])
         entry[3].append(tracking_id)
@@ -438,9 +442,12 @@ def _apply_assignment(st: dict[str, Any], a: Assignment) -> None:
     current = parcels.get(a.tracking_id)
     if current is not None and a.event_time_ms < current[4]:
         return  # an older assignment must not undo a newer one
-    done_ms = (st.get("done") or {}).get(a.tracking_id)
-    active = a.action == LOADED and (done_ms is None or done_ms < a.event_time_ms)
-    parcels[a.tracking_id] = [a.stop_order, a.stop_id, a.stop_lat, a.stop_lon, a.event_time_ms, active]
+    if a.action == LOADED:
+        done_ms = (st.get("done") or {}).get(a.tracking_id)
+        off_ms = done_ms if done_ms is not None and done_ms >= a.event_time_ms else None
+    else:
+        off_ms = a.event_time_ms
+    parcels[a.tracking_id] = [a.stop_order, a.stop_id, a.stop_lat, a.stop_lon, a.event_time_ms, off_ms]
     st["parcels"] = parcels
 
 
@@ -450,7 +457,8 @@ def _apply_done(st: dict[str, Any], done: ParcelDone) -> None:
     current = parcels.get(done.tracking_id)
     if current is None or current[4] > done.event_time_ms:
         return  # not on this route yet, or reloaded after this outcome
-    parcels[done.tracking_id] = current[:5] + [False]
+    off_ms = done.event_time_ms if current[5] is None else min(current[5], done.event_time_ms)
+    parcels[done.tracking_id] = current[:5] + [off_ms]
     st["parcels"] = parcels
     # A handover at the stop means the van got there, at the latest by then.
     reached = dict(st.get("reached") or {})
@@ -530,7 +538,9 @@ def van_step(state: Mapping[str, Any] | None, event: VanEvent, now_ms: int, spee
       parcels). Per parcel the newest assignment wins, so a replayed or late one cannot
       undo a newer one; an assignment of a newer route starts the van's next shift.
     * :class:`ParcelDone` (delivered, failed attempt...) takes the parcel off the
-      route and marks its stop reached.
+      route and marks its stop reached, both as of the outcome's event time, so a
+      delivery that arrives ahead of the van's pings (a replay) does not end the
+      parcel's estimates early.
     * :class:`Ping`: a slow GPS fix within ``arrival_radius_m`` of a remaining stop
       marks it reached (its ETA is then moot), then the ETA rule of :func:`eta_step`
       runs over the stops not yet reached: recompute on a new cell, a changed route or
@@ -539,10 +549,12 @@ def van_step(state: Mapping[str, Any] | None, event: VanEvent, now_ms: int, spee
       leg when the dwell is up.
 
     State (plain dict): ``route_id``, ``parcels`` {tracking_id: [stop_order, stop_id,
-    lat, lon, assignment time, on board]}, ``done`` {tracking_id: outcome time},
-    ``reached`` {stop_id: time}, ``at_stop``, the ETA rule's throttle fields
+    lat, lon, assignment time, time it left the van or None]}, ``done`` {tracking_id:
+    outcome time}, ``reached`` {stop_id: time}, ``at_stop``, shift fields
+    (``first_fix``, ``departed_ms``, ``halt``, ``break_since_ms``), the ETA rule's throttle fields
     (``last_ping_ms``, ``cell``, ``route``, ``computed_ms``, ``emitted``), and one idle
-    timer (``timer_ms``, ``last_event_ms``). Delivered and unloaded parcels stay as
+    timer (``timer_ms``, ``last_event_ms``), plus ``held`` pings waiting for the
+    watermark (:func:`hold_ping`). Delivered and unloaded parcels stay as
     tombstones until the route is replaced or the van goes idle, so a straggling
     LOADED cannot put them back. Cleared by :func:`van_on_timer` ``idle_ttl_ms`` after
     the van's last event of any kind.
@@ -563,9 +575,9 @@ def van_step(state: Mapping[str, Any] | None, event: VanEvent, now_ms: int, spee
         return Decision(state)
     timer_ms = _arm_idle_timer(st, ping.event_time_ms, cfg)
     st["last_ping_ms"] = ping.event_time_ms
-    _detect_arrival(st, ping, _route_stops(st), cfg)
+    _detect_arrival(st, ping, _route_stops(st, ping.event_time_ms), cfg)
     _track_shift(st, ping, cfg)
-    stops = _route_stops(st)
+    stops = _route_stops(st, ping.event_time_ms)
     if not stops:
         st["emitted"] = {}
         st["route"] = []
@@ -575,11 +587,53 @@ def van_step(state: Mapping[str, Any] | None, event: VanEvent, now_ms: int, spee
     return Decision(st, emits or (), timer_ms=timer_ms)
 
 
-def van_on_timer(state: Mapping[str, Any] | None, timer_ms: int, cfg: EtaConfig = DEFAULT_CONFIG) -> Decision:
-    """Clear a van with no event for ``idle_ttl_ms``; otherwise re-arm at last event + TTL."""
+def hold_ping(state: Mapping[str, Any] | None, ping: Ping, cfg: EtaConfig = DEFAULT_CONFIG) -> Decision:
+    """Hold a ping until the watermark passes its time (timer at its event time).
+
+    The van's inputs (pings, assignments, outcomes) come from different topics. Taking
+    pings in event-time order, after everything that happened before them, means a
+    replay or a slow assignment feed gives the same estimates as a live run: the route
+    a ping sees is the route as it was at the ping's time. The cost is the watermark
+    delay (the job's out-of-orderness bound) on every estimate.
+    """
+    st = dict(state) if state else {}
+    last_ping_ms = st.get("last_ping_ms")
+    if last_ping_ms is not None and ping.event_time_ms <= last_ping_ms:
+        return Decision(state)  # older than a ping already applied: it would move the van backwards
+    held = list(st.get("held") or ())
+    if any(p.event_time_ms == ping.event_time_ms for p in held):
+        return Decision(state)  # one fix per instant is enough (and a duplicate is the same fix)
+    held.append(ping)
+    held.sort(key=lambda p: p.event_time_ms)
+    st["held"] = held
+    return Decision(st, timer_ms=ping.event_time_ms)
+
+
+def van_on_timer(state: Mapping[str, Any] | None, timer_ms: int, cfg: EtaConfig = DEFAULT_CONFIG,
+                 speed_lookup: SpeedLookup | None = None) -> Decision:
+    """Apply held pings up to ``timer_ms`` (:func:`van_step`, in event-time order); at the
+    idle timer, clear a van with no event for ``idle_ttl_ms`` or re-arm at last event + TTL."""
     if not state:
         return Decision(None)
-    idle_at_ms = state["last_event_ms"] + cfg.idle_ttl_ms
-    if timer_ms >= idle_at_ms:
-        return Decision(None)
-    return Decision(dict(state, timer_ms=idle_at_ms), timer_ms=idle_at_ms)
+    st: dict[str, Any] | None = dict(state)
+    emits: list[Any] = []
+    timers: list[int] = []
+    held = list(st.get("held") or ())
+    due = [p for p in held if p.event_time_ms <= timer_ms]
+    if due:
+        st["held"] = [p for p in held if p.event_time_ms > timer_ms]
+        lookup = speed_lookup or (lambda lat, lon, at_ms: (cfg.naive_speed_mps, 0.0))
+        for ping in due:
+            d = van_step(st, ping, ping.event_time_ms, lookup, cfg)
+            st = dict(d.state)
+            emits += d.emits
+            if d.timer_ms is not None:
+                timers.append(d.timer_ms)
+    if timer_ms == st.get("timer_ms"):
+        idle_at_ms = st["last_event_ms"] + cfg.idle_ttl_ms
+        if timer_ms >= idle_at_ms and not st.get("held"):
+            return Decision(None, tuple(emits))
+        st["timer_ms"] = max(idle_at_ms, timer_ms + 1)
+        timers.append(st["timer_ms"])
+    # At most one new timer comes out of a firing: the idle timer (armed or re-armed).
+    return Decision(st, tuple(emits), timer_ms=max(timers) if timers else None)

@@ -392,6 +392,11 @@ def _apply_view(st: dict[str, Any], view: Any, now_ms: int, cfg: ParcelPromiseCo
     if st.get("delivered_ms") is not None:
         return []
     emits: list[Any] = []
+    if moved and st.get("last_eta") is not None:
+        # Score the last estimate against the promise first, also when this state is
+        # already the delivery: an earlier state carrying the promise may have been
+        # superseded before it got here, and the parcel was at risk all the same.
+        emits += _apply_estimate(st, st["last_eta"], now_ms, cfg)
     if view.status == DELIVERED_STATUS or view.terminal:
         if view.status == DELIVERED_STATUS:
             d = on_delivered(st.get("risk"), view.tracking_id, view.event_time_ms, st.get("promised_end_ms"),
@@ -403,8 +408,6 @@ def _apply_view(st: dict[str, Any], view: Any, now_ms: int, cfg: ParcelPromiseCo
         as_of_ms = max(view.event_time_ms, (st.get("risk") or {}).get("as_of_ms", 0))
         emits.append(EtaRecord(view.tracking_id, as_of_ms, LATE_RISK_CLEAR, 0))
         st["risk"], st["last_eta"], st["delivered_ms"] = None, None, view.event_time_ms
-    elif moved and st.get("last_eta") is not None:
-        emits += _apply_estimate(st, st["last_eta"], now_ms, cfg)
     return emits
 
 

@@ -125,3 +125,12 @@ def test_repeated_shipment_state_version_is_ignored():
     assert h.state["version"] == 1 and h.state["pending"] == []
     h.send(view(1, at_ms=T0_MS))
     assert h.state["pending"] == []
+
+
+def test_delivery_state_that_first_brings_the_promise_still_scores_the_last_estimate():
+    # The OUT_FOR_DELIVERY state with the promise was superseded upstream; only the delivery got here.
+    delivered_ms = END + minutes(8)
+    h = Harness().send(eta(T0_MS + minutes(1), END + minutes(10)))
+    h.send(view(2, "DELIVERED", at_ms=delivered_ms, terminal=True)).advance(delivered_ms)
+    assert [(a.state, a.reason) for a in h.of(PromiseAlert)] == [("OPEN", None), ("RESOLVED", "DELIVERED")]
+    assert len(h.of(SlaOutcome)) == 1

@@ -169,3 +169,34 @@ def test_one_idle_timer_that_rearms_while_events_come_and_clears_after_silence()
 def test_unusable_assignments_have_a_dead_letter_reason(field, value, reason):
     assert assignment_problem(assignment()) is None
     assert assignment_problem({**assignment(), field: value}) == reason
+
+
+def test_delivery_received_ahead_of_the_pings_takes_effect_at_its_own_time():
+    # Replay twin of test_delivered_parcel_leaves_the_route...: the outcome arrives first.
+    done = ParcelDone("VAN1", "P1", T0_MS + minutes(5), "DELIVERED")
+    _, before, _ = run(ROUTE + [done, fix(0, T0_MS + minutes(1))])
+    assert sorted(e.tracking_id for e in before) == ["P1", "P2", "P3"]
+    _, after, _ = run(ROUTE + [done, fix(1100, T0_MS + minutes(6))])
+    assert sorted(e.tracking_id for e in after) == ["P2", "P3"]
+
+
+def test_held_pings_are_applied_in_event_time_order_when_their_timers_fire():
+    from udfs.eta import hold_ping
+    late_ping, early_ping = fix(500, T0_MS + minutes(2)), fix(0, T0_MS + minutes(1))
+    state = None
+    timers = []
+    for ev in ROUTE[:1]:
+        state = van_step(state, ev, ev.event_time_ms, const_speed, CFG).state
+    for p in (late_ping, early_ping):  # received out of order
+        d = hold_ping(state, p, CFG)
+        state = d.state
+        timers.append(d.timer_ms)
+    assert sorted(timers) == [early_ping.event_time_ms, late_ping.event_time_ms]
+    # LOADED for P2 arrives after the pings were received but happened before them.
+    state = van_step(state, ROUTE[1], ROUTE[1].event_time_ms, const_speed, CFG).state
+    d = van_on_timer(state, late_ping.event_time_ms, CFG, const_speed)
+    assert d.state["last_ping_ms"] == late_ping.event_time_ms and d.state["held"] == []
+    assert {e.tracking_id for e in d.emits} == {"P1", "P2"}
+    assert all(e.as_of_ms == early_ping.event_time_ms for e in d.emits)  # first recompute; second is throttled
+    # A ping older than one applied is dropped at once.
+    assert hold_ping(d.state, fix(0, T0_MS), CFG).state is d.state
