@@ -97,7 +97,10 @@ def _settled(stack, session, prefixes, base_ids, timeout_s=240):
     last = None
     while time.monotonic() < deadline:
         now = [_observed(stack, session, p, base_ids) for p in prefixes]
-        complete = all(v[0].get("version") and v[1] for obs in now for v in obs.values())
+        # Every feed carries the same unique scans, so its history must reach the same size;
+        # a stable but incomplete picture (a job still recovering) is not settled.
+        sizes = {sum(len(v[2]) for v in obs.values()) for obs in now}
+        complete = len(sizes) == 1 and all(v[0].get("version") and v[1] for obs in now for v in obs.values())
         if complete and now == last:
             return now
         last = now
@@ -132,8 +135,15 @@ def _rest(stack, path):
         return json.loads(r.read())
 
 
-def _completed_checkpoints(stack, job_id) -> int:
-    return _rest(stack, f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
+def _latest_checkpoint_trigger_ms(stack) -> int:
+    """Trigger time of the running shipment job's newest completed checkpoint (0 if none).
+    Looked up each time: on a shared cluster the job may have been resubmitted meanwhile."""
+    from fleetflow import flinkjobs
+    job = flinkjobs.running(stack, "fleetflow-shipment-status")
+    if job is None:
+        return 0
+    latest = (_rest(stack, f"/jobs/{job.job_id}/checkpoints").get("latest") or {}).get("completed") or {}
+    return int(latest.get("trigger_timestamp") or 0)
 
 
 def _wait(what, check, timeout_s):
@@ -172,20 +182,21 @@ def test_job_recovers_from_a_killed_taskmanager_with_the_same_final_state_and_no
 
     _publish(stack, ref_scans, ref_plans)
     _publish(stack, kill_scans[:half], kill_plans)
-    job = flinkjobs.running(stack, "fleetflow-shipment-status")
     session = cql()
     _wait("the first half to be written", lambda: sum(
         session.execute("SELECT count(*) FROM shipment_history WHERE tracking_id = %s", (kill_prefix + t,)).one()[0]
         for t in base_ids) >= half, 180)
-    done = _completed_checkpoints(stack, job.job_id)
-    _wait("a checkpoint covering the first half", lambda: _completed_checkpoints(stack, job.job_id) >= done + 2, 120)
+    # A barrier injected after the first half was visible in Cassandra follows all of it.
+    written_ms = int(time.time() * 1000)
+    _wait("a checkpoint covering the first half", lambda: _latest_checkpoint_trigger_ms(stack) > written_ms, 120)
 
     _kill_taskmanager(stack)
     # Published while nothing runs: the job must pick these up from the offsets in its checkpoint.
     _publish(stack, kill_scans[half:], [])
     stack_mod.up(stack)
-    _wait("the job to run again", lambda: all(
-        v["status"] == "RUNNING" for v in _rest(stack, f"/jobs/{job.job_id}")["vertices"]), 300)
+    _wait("the job to run again", lambda: (lambda j: j is not None and all(
+        v["status"] == "RUNNING" for v in _rest(stack, f"/jobs/{j.job_id}")["vertices"]))(
+        flinkjobs.running(stack, "fleetflow-shipment-status")), 300)
 
     reference, recovered = _settled(stack, session, [ref_prefix, kill_prefix], base_ids, timeout_s=300)
     assert recovered == reference
