@@ -54,6 +54,16 @@ BAD_GEOFENCE = "BAD_GEOFENCE"
 # whose timers never fire because its watermark stopped for good.
 STATE_TTL_MS = 7 * 86_400_000
 
+
+class _JavaDefaultCompaction:
+    """Stands in for ``periodic_compaction_time``. Without one, PyFlink builds a
+    ``Duration.of_days(30)`` through the Py4J gateway, which does not exist inside a
+    thread-mode TaskManager; the value is not passed to Java anyway (Flink's own 30-day
+    default applies)."""
+
+
+_JAVA_DEFAULT_COMPACTION = _JavaDefaultCompaction()
+
 FENCE_EVENTS = OutputTag("fence-events", BYTES)
 GEOFENCE_SCANS = OutputTag("geofence-scans", BYTES)
 ALERTS = OutputTag("vehicle-alerts", BYTES)
@@ -141,6 +151,11 @@ class VehicleOperator(KeyedBroadcastProcessFunction):
         desc.enable_time_to_live(StateTtlConfig.new_builder(Time.milliseconds(self._state_ttl_ms))
                                  .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
                                  .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+                                 # Explicit strategies only: PyFlink's defaults need the Py4J
+                                 # gateway (see _JavaDefaultCompaction).
+                                 .disable_cleanup_in_background()
+                                 .cleanup_incrementally(10, False)
+                                 .cleanup_in_rocksdb_compact_filter(1000, _JAVA_DEFAULT_COMPACTION)
                                  .build())
         self._state = runtime_context.get_state(desc)
         self._index: GeofenceIndex | None = None
