@@ -40,7 +40,8 @@ class Scan:
             lat=loc.get("lat"),
             lon=loc.get("lon"),
             vehicle_id=r.get("vehicle_id"),
-            leg=int(r.get("leg") or 1),
+            # 0 is meaningful (GEOFENCE scans: "the current leg"); only a missing leg means 1.
+            leg=int(r["leg"]) if r.get("leg") is not None else 1,
             source=r.get("source") or "CARRIER",
         )
 

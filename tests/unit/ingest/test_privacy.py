@@ -50,8 +50,15 @@ def test_key_comes_from_env():
 
 
 def test_dev_key_only_when_unset_and_it_warns(caplog):
-    with caplog.at_level(logging.WARNING, logger="fleetflow.privacy"):
-        assert hmac_key_from_env({}) == DEV_HMAC_KEY
-        assert hmac_key_from_env({HMAC_KEY_ENV: ""}) == DEV_HMAC_KEY
+    # Attach to the logger itself: a CLI test may have configured fleetflow logging to
+    # stop propagating, which would hide the record from caplog's root handler.
+    logger = logging.getLogger("fleetflow.privacy")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="fleetflow.privacy"):
+            assert hmac_key_from_env({}) == DEV_HMAC_KEY
+            assert hmac_key_from_env({HMAC_KEY_ENV: ""}) == DEV_HMAC_KEY
+    finally:
+        logger.removeHandler(caplog.handler)
     assert "DEV ONLY" in caplog.text
     assert b"DEV-ONLY" in DEV_HMAC_KEY
