@@ -19,6 +19,17 @@ Step = Callable[[Any, Any, int], Decision]
 OnTimer = Callable[[Any, int], Decision]
 
 
+class EmitGroup(tuple):
+    """All emits of one input element (or one timer), sent downstream as one element.
+
+    A writer that receives the group can issue every write at once and wait once, instead
+    of one round trip per emit; the group is still acknowledged as a whole before the
+    writer returns, so checkpoint barriers keep covering only acknowledged writes.
+    """
+
+    __slots__ = ()
+
+
 class DecisionOperator(KeyedProcessFunction):
     """Runs ``step(state, event, now_ms)`` per element and ``on_timer(state, timer_ms)`` per timer.
 
@@ -28,11 +39,15 @@ class DecisionOperator(KeyedProcessFunction):
 
     ``ttl_ms`` (optional) puts a Flink state TTL on that value as a backstop for timers
     that never fire: refreshed on create and write, expired values never returned.
+
+    ``group_emits`` (optional) yields one ``EmitGroup`` per element or timer that emits
+    anything, instead of each emit on its own; downstream operators then see groups.
     """
 
     def __init__(self, step: Step, on_timer: OnTimer | None = None, state_name: str = "rule-state",
-                 ttl_ms: int | None = None):
+                 ttl_ms: int | None = None, group_emits: bool = False):
         self._step = step
+        self._group_emits = group_emits
         self._on_timer = on_timer
         self._state_name = state_name
         self._ttl_ms = ttl_ms
@@ -61,12 +76,17 @@ class DecisionOperator(KeyedProcessFunction):
             timers.register_event_time_timer(d.timer_ms)
         return d.emits
 
+    def _out(self, emits: tuple):
+        if not self._group_emits:
+            return emits
+        return (EmitGroup(emits),) if emits else ()
+
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
         now_ms = ctx.timer_service().current_processing_time()
-        yield from self._apply(self._step(self._load(), value, now_ms), ctx)
+        yield from self._out(self._apply(self._step(self._load(), value, now_ms), ctx))
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         if self._on_timer is None:
             return
         state = self._load()
-        yield from self._apply(self._on_timer(state, timestamp), ctx)
+        yield from self._out(self._apply(self._on_timer(state, timestamp), ctx))

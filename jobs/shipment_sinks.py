@@ -24,6 +24,7 @@ from typing import Any
 
 from pyflink.datastream import FlatMapFunction, RuntimeContext
 
+from jobs.operators import EmitGroup
 from jobs.sinks import StoreConfig, shipment_key
 from udfs.lifecycle import AuditRow, DataQuality, HistoryRow, ShipmentAlert, StateChanged
 from udfs.orders import DAY_MS, OrderRollup, PlannedShipmentIndex
@@ -96,7 +97,8 @@ def _day(ms: int) -> int:
 
 
 class ShipmentStoreWriter(FlatMapFunction):
-    """Writes each lifecycle, rollup and plan-index emit to Cassandra and/or Redis; yields nothing.
+    """Writes lifecycle emit groups, rollups and plan-index rows to Cassandra and/or Redis;
+    yields nothing.
 
     Stateless (connections only). Emits it has no table for (Handoff, alerts) pass by.
     """
@@ -154,55 +156,87 @@ class ShipmentStoreWriter(FlatMapFunction):
         # None as "unset", not null: a null would write a tombstone per empty column.
         return self._unset if v is None else _value(v)
 
-    def _all(self, writes: list[tuple[Any, tuple]]) -> None:
-        futures = [self._session.execute_async(stmt, tuple(self._n(v) for v in params)) for stmt, params in writes]
-        for f in futures:
-            f.result()
+    def _send(self, writes: list[tuple[Any, tuple]]) -> list:
+        return [self._session.execute_async(stmt, tuple(self._n(v) for v in params)) for stmt, params in writes]
 
     def flat_map(self, emit: Any):
+        """Writes ``emit``, or every emit of an ``EmitGroup``, and returns once all are acknowledged.
+
+        A group's writes are all in flight together: the unconditional Cassandra rows go
+        out first, the Redis version guards of its state changes run meanwhile as one
+        pipeline, then the accepted ``shipment_current`` rows follow; the element is done
+        when every future has succeeded (a failure raises and fails the task, so the
+        element is replayed from the last checkpoint).
+        """
+        group = emit if isinstance(emit, EmitGroup) else (emit,)
+        writes: list[tuple[Any, tuple]] = []
+        changes: list[StateChanged] = []
+        for e in group:
+            if isinstance(e, StateChanged):
+                changes.append(e)
+                writes += self._index_rows(e)
+            else:
+                writes += self._rows(e)
+        futures = self._send(writes)
+        if changes:
+            futures += self._send(self._current_rows(changes))
+        for f in futures:
+            f.result()
+        return iter(())
+
+    def _rows(self, emit: Any) -> list[tuple[Any, tuple]]:
         if isinstance(emit, HistoryRow):
-            self._all([(self._history, (
+            return [(self._history, (
                 emit.tracking_id, emit.event_time_ms, emit.event_id, emit.status, emit.detail, emit.carrier,
                 emit.raw_code, emit.raw_text, emit.facility_id, emit.leg, emit.source, emit.late,
-                emit.hidden_from_customers))])
-        elif isinstance(emit, StateChanged):
-            self._state_changed(emit)
-        elif isinstance(emit, AuditRow):
-            self._all([(self._audit, (
+                emit.hidden_from_customers))]
+        if isinstance(emit, AuditRow):
+            return [(self._audit, (
                 emit.tracking_id, emit.version, emit.changed_time_ms, emit.event_id, emit.prev_status,
-                emit.new_status, emit.prev_detail, emit.new_detail, emit.source))])
-        elif isinstance(emit, DataQuality):
-            self._all([(self._dq, (emit.tracking_id, emit.event_id, emit.type, dict(emit.details)))])
-        elif isinstance(emit, OrderRollup):
+                emit.new_status, emit.prev_detail, emit.new_detail, emit.source))]
+        if isinstance(emit, DataQuality):
+            return [(self._dq, (emit.tracking_id, emit.event_id, emit.type, dict(emit.details)))]
+        if isinstance(emit, OrderRollup):
             writes = [(self._order_row, (emit.order_id, tid, status, version)) for tid, status, version in
                       emit.shipments]
             writes += [(self._order_remove, (emit.order_id, tid)) for tid in emit.removed]
             writes.append((self._order_status, (emit.order_id, emit.order_status, emit.event_time_ms)))
-            self._all(writes)
-        elif isinstance(emit, PlannedShipmentIndex):
-            self._all([
+            return writes
+        if isinstance(emit, PlannedShipmentIndex):
+            return [
                 (self._by_postcode, (emit.country, emit.postcode, emit.order_time_ms, emit.tracking_id,
                                      emit.order_id, emit.service_level, emit.promised_end_ms)),
                 (self._by_order_day, (emit.order_day, emit.order_time_ms, emit.tracking_id, emit.order_id,
-                                      emit.country, emit.postcode, emit.service_level, emit.promised_end_ms))])
-        return iter(())
+                                      emit.country, emit.postcode, emit.service_level, emit.promised_end_ms))]
+        return []
 
-    def _state_changed(self, c: StateChanged) -> None:
-        updated_ms = int(time.time() * 1000)
-        fields = redis_fields(c, updated_ms)
-        args: list[Any] = [c.version]
-        for k, v in fields.items():
-            args += [k, v]
-        # Index rows are history ("was X on day D"), true whatever the guard says.
+    def _index_rows(self, c: StateChanged) -> list[tuple[Any, tuple]]:
+        # Index rows are history ("was X on day D"), true whatever the version guard says.
         writes = [(self._by_status, (c.status, _day(c.status_since_ms), c.tracking_id, c.status_since_ms,
                                      c.carrier, c.version))]
         if c.carrier:
             writes.append((self._by_carrier, (c.carrier, _day(c.event_time_ms), c.tracking_id, c.status,
                                               c.event_time_ms, c.version)))
-        if self._upsert(keys=[shipment_key(c.tracking_id)], args=args):
-            writes.append((self._current, (
-                c.tracking_id, c.status, c.detail, c.prev_status, c.carrier, c.leg, fields["legs"], c.version,
-                c.last_event_id, c.last_event_time_ms, c.status_since_ms, c.service_level, c.order_id,
-                c.promised_start_ms, c.promised_end_ms, c.terminal, c.hidden_from_customers, c.last_facility_id,
-                c.last_lat, c.last_lon, updated_ms)))
-        self._all(writes)
+        return writes
+
+    def _current_rows(self, changes: list[StateChanged]) -> list[tuple[Any, tuple]]:
+        """The Redis guard for every change in one pipeline round trip (run in order, so two
+        versions of one shipment are compared as they were emitted), then the Cassandra rows
+        Redis accepted, issued in emit order so the newer one gets the later write timestamp."""
+        updated_ms = int(time.time() * 1000)
+        pipe = self._redis.pipeline(transaction=False)
+        all_fields = []
+        for c in changes:
+            fields = redis_fields(c, updated_ms)
+            all_fields.append(fields)
+            args: list[Any] = [c.version]
+            for k, v in fields.items():
+                args += [k, v]
+            self._upsert(keys=[shipment_key(c.tracking_id)], args=args, client=pipe)
+        accepted = pipe.execute()
+        return [(self._current, (
+            c.tracking_id, c.status, c.detail, c.prev_status, c.carrier, c.leg, fields["legs"], c.version,
+            c.last_event_id, c.last_event_time_ms, c.status_since_ms, c.service_level, c.order_id,
+            c.promised_start_ms, c.promised_end_ms, c.terminal, c.hidden_from_customers, c.last_facility_id,
+            c.last_lat, c.last_lon, updated_ms))
+            for c, fields, ok in zip(changes, all_fields, accepted) if ok]

@@ -56,6 +56,7 @@ UID_ORDER_ROLLUP = "order-rollup"
 UID_STUCK_ALERTS = "shipment-stuck-alerts"
 UID_ALERTS_ENCODE = "shipment-alerts-encode"
 UID_STATES_ENCODE = "shipment-states-encode"
+UID_STATE_CHANGES = "shipment-state-changes"
 UIDS_SINKS = {"store": "shipment-store-writer", "store_sink": "shipment-store-sink",
               "dead_letters": "scans-dead-letter-sink", "alerts": "shipment-alert-candidates-sink",
               topics.SHIPMENT_STATES.name: "shipment-states-sink"}
@@ -74,7 +75,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ShipmentOutputs(Outputs):
-    """What build_pipeline returns: store emits, dead letters, alert records, state changes."""
+    """What build_pipeline returns: store emits (lifecycle emits as one EmitGroup per input,
+    rollups and plan index rows one by one), dead letters, alert records, state changes."""
     alerts: Any = None
     states: Any = None
 
@@ -238,17 +240,20 @@ def _plans(plans, cfg: JobConfig):
     return per_shipment, per_order, index_rows, dead
 
 
-def _order_updates(emit) -> list[orders.ShipmentUpdate]:
-    if isinstance(emit, StateChanged) and emit.order_id:
-        return [orders.ShipmentUpdate(emit.order_id, emit.tracking_id, emit.status, emit.version,
-                                      emit.event_time_ms)]
-    return []
+# The lifecycle operator yields one EmitGroup per scan, plan or timer (see ShipmentStoreWriter).
+
+def _order_updates(group) -> list[orders.ShipmentUpdate]:
+    return [orders.ShipmentUpdate(e.order_id, e.tracking_id, e.status, e.version, e.event_time_ms)
+            for e in group if isinstance(e, StateChanged) and e.order_id]
 
 
-def _stuck_alerts(emit) -> list[dict]:
-    if isinstance(emit, ShipmentAlert):
-        return [stuck_alert_record(emit, int(time.time() * 1000))]
-    return []
+def _stuck_alerts(group) -> list[dict]:
+    now_ms = int(time.time() * 1000)
+    return [stuck_alert_record(e, now_ms) for e in group if isinstance(e, ShipmentAlert)]
+
+
+def _state_changes(group) -> list[StateChanged]:
+    return [e for e in group if isinstance(e, StateChanged)]
 
 
 def _checkpointing(env: StreamExecutionEnvironment, cfg: JobConfig) -> None:
@@ -278,7 +283,8 @@ def build_pipeline(env: StreamExecutionEnvironment, scans, plans, mappings, sink
                       .key_by(lambda e: e.tracking_id, key_type=Types.STRING())
                       .process(DecisionOperator(functools.partial(lifecycle.handle, cfg=rule_cfg),
                                                 functools.partial(lifecycle.on_timer, cfg=rule_cfg),
-                                                state_name="lifecycle", ttl_ms=LIFECYCLE_STATE_TTL_MS),
+                                                state_name="lifecycle", ttl_ms=LIFECYCLE_STATE_TTL_MS,
+                                                group_emits=True),
                                output_type=Types.PICKLED_BYTE_ARRAY())
                       .uid(UID_LIFECYCLE).name("shipment lifecycle"))
     updates = shipment_emits.flat_map(_order_updates, output_type=Types.PICKLED_BYTE_ARRAY()).uid(
@@ -294,7 +300,8 @@ def build_pipeline(env: StreamExecutionEnvironment, scans, plans, mappings, sink
     stuck = shipment_emits.flat_map(_stuck_alerts, output_type=Types.PICKLED_BYTE_ARRAY()).uid(
         UID_STUCK_ALERTS).name("stuck alerts")
     alerts = stuck.union(normalised.get_side_output(ALERTS))
-    states = shipment_emits.filter(lambda e: isinstance(e, StateChanged))
+    states = shipment_emits.flat_map(_state_changes, output_type=Types.PICKLED_BYTE_ARRAY()).uid(
+        UID_STATE_CHANGES).name("state changes")
 
     base = attach(sinks, emits, dead)
     if sinks.alerts is not None:

@@ -47,7 +47,9 @@ def _run(flink_env, scans, plans=(), mappings=(), delay_scans_s=0.0):
         scan_stream = scan_stream.map(DelayStart(), output_type=RAW_RECORD_TYPE)
     out = build_pipeline(env, scan_stream, collection_stream(env, list(plans)),
                          collection_stream(env, list(mappings)), Sinks(), JobConfig())
-    tagged = out.emits.map(lambda e: ("emit", e), output_type=Types.PICKLED_BYTE_ARRAY()).union(
+    # The lifecycle's emits reach the store as one EmitGroup per input; rollups and index rows alone.
+    tagged = out.emits.flat_map(lambda e: [("emit", x) for x in (e if isinstance(e, tuple) else (e,))],
+                                output_type=Types.PICKLED_BYTE_ARRAY()).union(
         out.alerts.map(lambda a: ("alert", a), output_type=Types.PICKLED_BYTE_ARRAY()),
         out.dead_letters.map(lambda d: ("dead", bytes(d)), output_type=Types.PICKLED_BYTE_ARRAY()))
     collected = list(tagged.execute_and_collect())
