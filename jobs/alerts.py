@@ -18,7 +18,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from pyflink.common import Duration, WatermarkStrategy
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import OutputTag, ProcessFunction, StreamExecutionEnvironment
 
@@ -29,7 +28,7 @@ from jobs.alerts_sinks import AlertStoreWriter
 from jobs.common import JobConfig, Outputs, Sinks, attach, run
 from jobs.operators import DecisionOperator
 from jobs.sinks import BYTES
-from jobs.validate import MAX_DETAIL_CHARS, EventTime
+from jobs.validate import MAX_DETAIL_CHARS, event_time_strategy
 from udfs import alerts as rules
 from udfs.validation import ValidationConfig
 
@@ -179,9 +178,7 @@ def _validated(stream, schema: str, view, check, cfg: JobConfig, uid_validate: s
     checked = (stream.process(ValidateInput(schema, view, check, cfg.validation()),
                               output_type=Types.PICKLED_BYTE_ARRAY())
                .uid(uid_validate).name(f"decode + validate {schema}"))
-    strategy = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
-                .with_timestamp_assigner(EventTime())
-                .with_idleness(Duration.of_millis(cfg.idleness_ms)))
+    strategy = event_time_strategy(cfg.out_of_orderness_ms, cfg.idleness_ms)
     timed = checked.assign_timestamps_and_watermarks(strategy).uid(uid_watermarks).name(f"{schema} event time")
     return timed, checked.get_side_output(DEAD_LETTERS)
 

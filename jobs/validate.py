@@ -62,6 +62,18 @@ class EventTime(TimestampAssigner):
         return value.event_time_ms
 
 
+def event_time_strategy(out_of_orderness_ms: int, idleness_ms: int) -> WatermarkStrategy:
+    """Bounded out-of-orderness on ``event_time_ms``, idle partitions ignored.
+
+    ``with_idleness`` comes first: PyFlink 2.2's ``with_idleness`` returns a new strategy
+    without an assigner set before it, and every record would keep Long.MIN_VALUE as its
+    timestamp (event-time timers would never fire on a cluster).
+    """
+    return (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(out_of_orderness_ms))
+            .with_idleness(Duration.of_millis(idleness_ms))
+            .with_timestamp_assigner(EventTime()))
+
+
 def validated_unique(stream, schema: str, view: Callable[[dict], Any], *, validation_cfg: validation.ValidationConfig,
                      known_carriers: frozenset[str], out_of_orderness_ms: int, idleness_ms: int, dedup_ttl_ms: int,
                      uid_prefix: str):
@@ -73,9 +85,7 @@ def validated_unique(stream, schema: str, view: Callable[[dict], Any], *, valida
                               output_type=Types.PICKLED_BYTE_ARRAY())
                .uid(f"{uid_prefix}-validate").name(f"decode + validate {schema}"))
     dead = checked.get_side_output(DEAD_LETTERS)
-    strategy = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(out_of_orderness_ms))
-                .with_timestamp_assigner(EventTime())
-                .with_idleness(Duration.of_millis(idleness_ms)))
+    strategy = event_time_strategy(out_of_orderness_ms, idleness_ms)
     timed = checked.assign_timestamps_and_watermarks(strategy).uid(f"{uid_prefix}-watermarks").name(
         f"{schema} event time")
     unique = (timed.key_by(lambda e: e.event_id, key_type=Types.STRING())
