@@ -44,6 +44,7 @@ JOB_NAME = "fleetflow-vehicle-tracking"
 # (the ingest stages add pings-/assignments- validate, watermarks, dedup: see jobs/validate.py)
 UID_POSITION = "vehicle-latest-position"  # the keyed vehicle operator (it grew from the position rule)
 UID_GEOFENCES_VALIDATE = "geofences-validate"
+UID_ROUTE_OUTPUTS = "vehicle-outputs-route"
 UID_GEOFENCES_WATERMARKS = "geofences-watermarks"
 UIDS_SINKS = {"store": "vehicle-store-writer", "store_sink": "vehicle-store-sink",
               "dead_letters": "pings-dead-letter-sink", "alerts": "vehicle-alert-candidates-sink",
@@ -231,18 +232,32 @@ class VehicleOperator(KeyedBroadcastProcessFunction):
             timers.delete_processing_time_timer(out.delete_processing_ms)
         if out.register_processing_ms is not None:
             timers.register_processing_time_timer(out.register_processing_ms)
+        # Everything leaves on the main output and RouteOutputs splits it: PyFlink 2.2's
+        # keyed-broadcast operator drops side outputs yielded from on_timer into the main
+        # output, which would lose every timer-driven alert (stall, silence).
         for e in out.emits:
             if isinstance(e, GeofenceEvent):
-                rec = fence_record(e, now_ms)
-                yield FENCE_EVENTS, contracts.encode("fence_events", rec)
-                yield FenceRow(rec)
-            elif isinstance(e, Alert):
-                self._alerts.inc()
-                yield ALERTS, encode_alert(e.to_record())
-            elif isinstance(e, vs.GeofenceScan):
-                yield GEOFENCE_SCANS, contracts.encode("scans", e.to_record())
+                yield FenceRow(fence_record(e, now_ms))
             else:
+                if isinstance(e, Alert):
+                    self._alerts.inc()
                 yield e
+
+
+class RouteOutputs(ProcessFunction):
+    """Stateless: fence events, scans and alerts → their encoded side outputs; the rest
+    (and fence rows too) → the store writer."""
+
+    def process_element(self, e, ctx):
+        if isinstance(e, FenceRow):
+            yield FENCE_EVENTS, contracts.encode("fence_events", e.record)
+            yield e
+        elif isinstance(e, Alert):
+            yield ALERTS, encode_alert(e.to_record())
+        elif isinstance(e, vs.GeofenceScan):
+            yield GEOFENCE_SCANS, contracts.encode("scans", e.to_record())
+        else:
+            yield e
 
 
 def build_pipeline(env: StreamExecutionEnvironment, pings, assignments=None, geofences=None, sinks: Sinks = None,
@@ -268,14 +283,19 @@ def build_pipeline(env: StreamExecutionEnvironment, pings, assignments=None, geo
         # A fence update must not hold event time back: its watermark follows the fence's
         # own timestamp and the stream is idle (ignored) between updates.
         fences = checked.assign_timestamps_and_watermarks(
-            WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(UpdatedTime())
-            .with_idleness(Duration.of_millis(cfg.idleness_ms))).uid(UID_GEOFENCES_WATERMARKS).name("geofence time")
+            # with_idleness first: PyFlink 2.2 drops an assigner set before it.
+            WatermarkStrategy.for_monotonous_timestamps().with_idleness(Duration.of_millis(cfg.idleness_ms))
+            .with_timestamp_assigner(UpdatedTime())).uid(UID_GEOFENCES_WATERMARKS).name("geofence time")
     else:
         fences = env.from_collection(["none"], type_info=Types.STRING()).map(
             lambda _: {"geofence_id": "", "deleted": True}, output_type=Types.PICKLED_BYTE_ARRAY())
     processed = (keyed.connect(fences.broadcast(GEOFENCE_STATE))
                  .process(VehicleOperator(rules), output_type=Types.PICKLED_BYTE_ARRAY())
-                 .uid(UID_POSITION).name("vehicle state (fences, watch, parcels)"))
+                 .uid(UID_POSITION).name("vehicle state (fences, watch, parcels)")
+                 .process(RouteOutputs(), output_type=Types.PICKLED_BYTE_ARRAY())
+                 .uid(UID_ROUTE_OUTPUTS).name("route vehicle outputs")
+                 # Fused into the keyed-broadcast operator, its side outputs go astray (2.2).
+                 .disable_chaining())
     out = VehicleOutputs(emits=processed, dead_letters=dead,
                          fence_events=processed.get_side_output(FENCE_EVENTS),
                          scans=processed.get_side_output(GEOFENCE_SCANS),
