@@ -31,7 +31,7 @@ from jobs.common import JobConfig, Outputs, Sinks, attach, run
 from jobs.operators import DecisionOperator
 from jobs.shipment_sinks import ShipmentStoreWriter, state_record, stuck_alert_record
 from jobs.sinks import BYTES
-from jobs.validate import DEAD_LETTERS, MAX_DETAIL_CHARS, EventTime, ValidateRecords
+from jobs.validate import DEAD_LETTERS, MAX_DETAIL_CHARS, ValidateRecords, event_time_strategy
 from udfs import dedup, lifecycle, orders
 from udfs.events import Scan
 from udfs.lifecycle import ShipmentAlert, StateChanged
@@ -120,8 +120,9 @@ class IngestionTime(TimestampAssigner):
 
 
 def _ingestion_time(stream, idleness_ms: int, uid: str, name: str):
-    strategy = (WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(IngestionTime())
-                .with_idleness(Duration.of_millis(idleness_ms)))
+    # with_idleness first: PyFlink 2.2 drops an assigner set before it.
+    strategy = (WatermarkStrategy.for_monotonous_timestamps().with_idleness(Duration.of_millis(idleness_ms))
+                .with_timestamp_assigner(IngestionTime()))
     return stream.assign_timestamps_and_watermarks(strategy).uid(uid).name(name)
 
 
@@ -130,8 +131,7 @@ def _validated_scans(scans, cfg: JobConfig):
     checked = (scans.process(ValidateScansKeepingOrigin(cfg.validation()), output_type=Types.PICKLED_BYTE_ARRAY())
                .uid(f"{UID_SCANS_PREFIX}-validate").name("decode + validate scans"))
     dead = checked.get_side_output(DEAD_LETTERS)
-    strategy = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
-                .with_timestamp_assigner(EventTime()).with_idleness(Duration.of_millis(cfg.idleness_ms)))
+    strategy = event_time_strategy(cfg.out_of_orderness_ms, cfg.idleness_ms)
     timed = checked.assign_timestamps_and_watermarks(strategy).uid(f"{UID_SCANS_PREFIX}-watermarks").name(
         "scans event time")
     ttl_ms = cfg.dedup_ttl_ms
