@@ -10,7 +10,7 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import StreamExecutionEnvironment
 
 from fleetflow import topics
-from jobs.sinks import StoreConfig, StoreWriter, discarding_sink, kafka_bytes_sink
+from jobs.sinks import StoreConfig, discarding_sink, kafka_bytes_sink
 from udfs import dedup, validation
 
 
@@ -72,8 +72,8 @@ def kafka_topic_sink(s, topic_name: str, uid: str) -> Callable:
     return sink
 
 
-def store_and_dead_letter_sinks(s, uids: dict[str, str], derived: Sequence[str] = (),
-                                writer: Callable = StoreWriter) -> Sinks:
+def store_and_dead_letter_sinks(s, uids: dict[str, str], derived: Sequence[str] = (), *,
+                                writer: Callable) -> Sinks:
     """Production sinks: emits → Cassandra + Redis writer, dead letters and alerts → Kafka.
 
     ``derived`` lists extra topic names the job publishes; their sink uid is
@@ -98,7 +98,7 @@ def store_and_dead_letter_sinks(s, uids: dict[str, str], derived: Sequence[str] 
 
 def run(job_name: str, topic: topics.Topic | Sequence[topics.Topic], build_pipeline, uids: dict[str, str], doc: str,
         argv: list[str] | None = None, *, derived: Sequence[str] = (),
-        startup_modes: dict[str, str] | None = None, writer: Callable = StoreWriter) -> None:
+        startup_modes: dict[str, str] | None = None, writer: Callable) -> None:
     """Entry point shared by the jobs: read config, attach Kafka/Cassandra/Redis, execute.
 
     ``topic`` may be several topics: their RawRecord streams are passed to
@@ -125,5 +125,5 @@ def run(job_name: str, topic: topics.Topic | Sequence[topics.Topic], build_pipel
                                                         startup_mode=modes.get(t.name, "group-offsets")),
                                 f"{t.name}_raw")
                for t in wanted]
-    build_pipeline(env, *streams, store_and_dead_letter_sinks(s, uids, derived, writer), cfg)
+    build_pipeline(env, *streams, store_and_dead_letter_sinks(s, uids, derived, writer=writer), cfg)
     env.execute(job_name)
