@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import threading
@@ -151,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     visible = _visible(s, args)
     sender = RateSender(s.kafka_bootstrap, records)
     reader = LagReader(s.kafka_bootstrap)
-    report = {"command": " ".join(sys.argv), "steps": [], "latency": None}
+    # The key is a credential: the report keeps the command without it.
+    command = re.sub(r"(--api-key[ =])\S+", r"\1<key>", " ".join(sys.argv))
+    report = {"command": command, "steps": [], "latency": None}
     try:
         drain(reader, jobs)
         best = None
