@@ -29,10 +29,9 @@ import pickle
 import time
 
 from pyflink.common import Duration, WatermarkStrategy
-from pyflink.common.time import Time
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext, StreamExecutionEnvironment
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from fleetflow import contracts, topics
 from fleetflow.contracts import ContractError
@@ -42,6 +41,7 @@ from jobs.common import JobConfig, Outputs, Sinks, attach, run
 from jobs.eta_sinks import EtaStoreWriter
 from jobs.operators import DecisionOperator
 from jobs.sources import RAW_RECORD_TYPE
+from jobs.state_ttl import ttl_config
 from jobs.validate import DEAD_LETTERS, EventTime, validated_unique
 from udfs import speed_model
 from udfs.eta import Assignment, EtaConfig, ParcelDone, assignment_problem, hold_ping, van_on_timer, van_step
@@ -71,21 +71,12 @@ SPEED_SLOT_TTL_DAYS = 120
 LANE_TTL_DAYS = 90
 
 
-# Thread-mode PyFlink (2.2) builds the default background-cleanup strategies with
-# Duration.of_days, which needs a py4j gateway the TaskManager does not have, and fails
-# the operator's open(). So the defaults are switched off and the RocksDB compaction
-# filter is set explicitly; only query_time_after_num_entries reaches Java (the periodic
-# compaction time stays Flink's default), so a placeholder avoids the gateway call.
-_PERIODIC_COMPACTION_PLACEHOLDER = "flink-default"
+_DAY_MS = 24 * 3600 * 1000
 
 
-def _ttl(days: int) -> StateTtlConfig:
-    return (StateTtlConfig.new_builder(Time.days(days))
-            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-            .disable_cleanup_in_background()
-            .cleanup_in_rocksdb_compact_filter(1000, _PERIODIC_COMPACTION_PLACEHOLDER)
-            .build())
+def _ttl(days: int):
+    # jobs/state_ttl.py says why PyFlink's own TTL defaults cannot be used on a TaskManager.
+    return ttl_config(days * _DAY_MS)
 
 
 class CheckRecords(ProcessFunction):
