@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from udfs.normalise import carrier_key
+
 MISSING_ID = "MISSING_ID"
 BAD_COORDINATES = "BAD_COORDINATES"
 BAD_EVENT_TIME = "BAD_EVENT_TIME"
@@ -91,7 +93,10 @@ def validate_scan(record: Mapping[str, Any], now_ms: int, cfg: ValidationConfig,
     reason = event_time_reason(record.get("event_time_ms"), now_ms, cfg)
     if reason:
         return reason
-    if record.get("carrier") not in known_carriers:
+    carrier = record.get("carrier")
+    # Folded as the normaliser folds it (udfs.normalise.carrier_key): "dhl" from one feed
+    # and "DHL" from another are one carrier, at the API and in the jobs alike.
+    if not isinstance(carrier, str) or carrier_key(carrier) not in known_carriers:
         return UNKNOWN_CARRIER
     return None
 

@@ -37,7 +37,8 @@ RETRY_MIN_MS = 1_000
 RETRY_MAX_MS = 120_000
 FUTURE_MIN_MS = 24 * 3_600_000
 FUTURE_MAX_MS = 30 * 24 * 3_600_000
-UNKNOWN_CARRIERS = ("ACME", "FEDX", "PONY_EXPRESS", "dhl")
+# Unknown however they are folded: a lower-case "dhl" is DHL to every consumer.
+UNKNOWN_CARRIERS = ("ACME", "FEDX", "PONY_EXPRESS", "zippy")
 
 # Which record field carries the Kafka key, per schema: blanking it leaves the record unkeyed.
 KEY_FIELD = {"pings": "vehicle_id", "scans": "tracking_id"}

@@ -105,3 +105,11 @@ def test_zero_rates_inject_nothing():
     s = generate(sim_config(duplicate_rate=0, out_of_order_rate=0, late_rate=0, malformed_rate=0)).summary
     assert (s.duplicates, s.out_of_order, s.late, s.malformed) == (0, 0, 0, 0)
     assert s.records_by_topic == s.valid_by_topic
+
+
+def test_simulated_unknown_carriers_are_unknown_however_they_are_folded():
+    from fleetflow.simulate.carriers import known_carriers
+    from fleetflow.simulate.faults import UNKNOWN_CARRIERS
+    from udfs.normalise import carrier_key
+
+    assert not {carrier_key(c) for c in UNKNOWN_CARRIERS} & known_carriers()

@@ -97,9 +97,14 @@ def test_non_integer_event_time_is_bad_event_time(value):
     assert ping_reason({**ping(), "event_time_ms": value}) == BAD_EVENT_TIME
 
 
-@pytest.mark.parametrize("carrier", ["ACME", "", "fedex", None])
+@pytest.mark.parametrize("carrier", ["ACME", "", "fedx", None, 7])
 def test_unknown_carrier(carrier):
     assert scan_reason({**scan(), "carrier": carrier}) == UNKNOWN_CARRIER
+
+
+@pytest.mark.parametrize("carrier", ["fedex", " FedEx ", "FEDEX"])
+def test_carrier_names_fold_as_the_normaliser_folds_them(carrier):
+    assert scan_reason({**scan(), "carrier": carrier}) is None
 
 
 def test_unknown_raw_code_is_not_decided_here():
