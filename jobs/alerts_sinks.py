@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pyflink.datastream import FlatMapFunction, RuntimeContext
+from pyflink.datastream import RuntimeContext
 
-from jobs.sinks import StoreConfig
+from jobs.sinks import StoreConfig, StoreWriter, evalsha, redis_scripts_pipeline
 from udfs.alerts import ALERT_ACK, OPEN, RESOLVED, UPDATED, AckApplied, Alert
 
 STREAM_KEY = "ff:alerts:stream"
@@ -79,11 +79,18 @@ def _str_or_empty(v: int | None) -> str:
     return "" if v is None else str(v)
 
 
-class AlertStoreWriter(FlatMapFunction):
-    """Writes Alert and AckApplied emits to Cassandra, then the Redis stream; yields nothing.
+def _batch_key(emit: Any) -> str:
+    return emit.ack.alert_id if isinstance(emit, AckApplied) else emit.alert_id
+
+
+class AlertStoreWriter(StoreWriter):
+    """Writes batches of Alert and AckApplied emits to Cassandra, then the Redis stream;
+    batched by alert id.
 
     Counts ``stream_pushed`` and ``stream_replays_skipped`` as Flink metrics.
     """
+
+    batch_key = staticmethod(_batch_key)
 
     def __init__(self, cfg: StoreConfig):
         self.cfg = cfg
@@ -122,43 +129,56 @@ class AlertStoreWriter(FlatMapFunction):
         if getattr(self, "_cluster", None) is not None:
             self._cluster.shutdown()
 
-    def flat_map(self, emit: Any):
-        if isinstance(emit, Alert):
-            self._write_alert(emit)
-            self._push(alert_token(emit), alert_stream_fields(emit))
-        elif isinstance(emit, AckApplied):
-            self._write_ack(emit)
-            self._push(ack_token(emit), ack_stream_fields(emit))
-        else:
-            raise TypeError(f"alerts store writer got {type(emit).__name__}; expected Alert or AckApplied")
-        return iter(())
+    def write_batch(self, emits: list) -> None:
+        """Every Cassandra write of the batch in flight at once and acknowledged, then the
+        stream entries in one Redis pipeline, in arrival order."""
+        futures, pushes = [], []
+        for emit in emits:
+            if isinstance(emit, Alert):
+                futures += self._write_alert(emit)
+                pushes.append((alert_token(emit), alert_stream_fields(emit)))
+            elif isinstance(emit, AckApplied):
+                futures += self._write_ack(emit)
+                pushes.append((ack_token(emit), ack_stream_fields(emit)))
+            else:
+                raise TypeError(f"alerts store writer got {type(emit).__name__}; expected Alert or AckApplied")
+        for f in futures:
+            f.result()
+        if pushes:
+            self._push(pushes)
 
-    def _write_alert(self, a: Alert) -> None:
-        ex = self._session.execute
+    def _write_alert(self, a: Alert) -> list:
+        ex = self._session.execute_async
         details = dict(a.details)
-        ex(self._by_entity, (a.entity_type, a.entity_id, a.event_time_ms, a.alert_id, a.type, a.severity, a.state,
-                             a.route_to, a.detected_time_ms, details))
-        ex(self._by_day, (a.event_time_ms // DAY_MS, a.type, a.event_time_ms, a.alert_id, a.entity_type, a.entity_id,
-                          a.severity, a.state, a.route_to, a.detected_time_ms))
         row = [a.alert_id, a.type, a.severity, a.state, a.entity_type, a.entity_id, a.event_time_ms,
                a.detected_time_ms, details, a.route_to]
         if a.state != UPDATED:
             row.append(a.event_time_ms)
-        ex(self._by_id[a.state], (*row, lifecycle_timestamp_us(a)))
-        ex(self._audit, (a.alert_id, a.event_time_ms, a.state, a.state, SYSTEM_ACTOR, None, "", a.state))
+        return [
+            ex(self._by_entity, (a.entity_type, a.entity_id, a.event_time_ms, a.alert_id, a.type, a.severity,
+                                 a.state, a.route_to, a.detected_time_ms, details)),
+            ex(self._by_day, (a.event_time_ms // DAY_MS, a.type, a.event_time_ms, a.alert_id, a.entity_type,
+                              a.entity_id, a.severity, a.state, a.route_to, a.detected_time_ms)),
+            ex(self._by_id[a.state], (*row, lifecycle_timestamp_us(a))),
+            ex(self._audit, (a.alert_id, a.event_time_ms, a.state, a.state, SYSTEM_ACTOR, None, "", a.state))]
 
-    def _write_ack(self, applied: AckApplied) -> None:
+    def _write_ack(self, applied: AckApplied) -> list:
         a = applied.ack
-        self._session.execute(self._audit, (a.alert_id, a.event_time_ms, a.ack_id, a.action, a.actor, a.assignee,
-                                            a.note, None))
-        self._session.execute(self._acked, (applied.acked_by, applied.acked_ms, applied.assignee,
-                                            applied.assigned_ms, a.alert_id))
+        ex = self._session.execute_async
+        return [ex(self._audit, (a.alert_id, a.event_time_ms, a.ack_id, a.action, a.actor, a.assignee, a.note, None)),
+                ex(self._acked, (applied.acked_by, applied.acked_ms, applied.assignee, applied.assigned_ms,
+                                 a.alert_id))]
 
-    def _push(self, token: str, fields: dict[str, str]) -> None:
-        args: list[Any] = [PUSHED_TTL_S, STREAM_MAXLEN]
-        for k, v in fields.items():
-            args += [k, v]
-        if self._push_once(keys=[STREAM_KEY, PUSHED_PREFIX + token], args=args):
-            self._pushed.inc()
-        else:
-            self._skipped.inc()
+    def _push(self, pushes: list[tuple[str, dict[str, str]]]) -> None:
+        def build(pipe):
+            for token, fields in pushes:
+                args: list[Any] = [PUSHED_TTL_S, STREAM_MAXLEN]
+                for k, v in fields.items():
+                    args += [k, v]
+                evalsha(pipe, self._push_once, [STREAM_KEY, PUSHED_PREFIX + token], args)
+        replies = redis_scripts_pipeline(self._redis, [self._push_once], build)
+        pushed = sum(1 for r in replies if r)
+        if pushed:
+            self._pushed.inc(pushed)
+        if len(replies) > pushed:
+            self._skipped.inc(len(replies) - pushed)

@@ -10,6 +10,7 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import StreamExecutionEnvironment
 
 from fleetflow import topics
+from jobs.batching import BatchConfig, BatchingWriter, bucket_selector
 from jobs.sinks import StoreConfig, discarding_sink, kafka_bytes_sink
 from udfs import dedup, validation
 
@@ -73,18 +74,20 @@ def kafka_topic_sink(s, topic_name: str, uid: str) -> Callable:
 
 
 def store_and_dead_letter_sinks(s, uids: dict[str, str], derived: Sequence[str] = (), *,
-                                writer: Callable) -> Sinks:
+                                writer: Callable, batching: BatchConfig = BatchConfig()) -> Sinks:
     """Production sinks: emits → Cassandra + Redis writer, dead letters and alerts → Kafka.
 
     ``derived`` lists extra topic names the job publishes; their sink uid is
     ``uids[topic_name]`` (required: savepoints map sink state by uid). ``writer`` is the
-    job's store writer class, built with a StoreConfig.
+    job's store writer class, built with a StoreConfig; it writes micro-batches
+    (jobs/batching.py) of the elements of one bucket of its ``batch_key``.
     """
     store_cfg = StoreConfig.from_settings(s)
 
     def store(stream):
-        (stream.flat_map(writer(store_cfg), output_type=Types.PICKLED_BYTE_ARRAY())
-         .uid(uids["store"]).name("write Cassandra + Redis")
+        (stream.key_by(bucket_selector(writer.batch_key, batching.buckets), key_type=Types.INT())
+         .process(BatchingWriter(writer(store_cfg), batching), output_type=Types.PICKLED_BYTE_ARRAY())
+         .uid(uids["store"]).name("write Cassandra + Redis (batched)")
          .sink_to(discarding_sink()).uid(uids["store_sink"]).name("store done"))
 
     def dead_letters(stream):
@@ -125,5 +128,7 @@ def run(job_name: str, topic: topics.Topic | Sequence[topics.Topic], build_pipel
                                                         startup_mode=modes.get(t.name, "group-offsets")),
                                 f"{t.name}_raw")
                for t in wanted]
-    build_pipeline(env, *streams, store_and_dead_letter_sinks(s, uids, derived, writer=writer), cfg)
+    sinks = store_and_dead_letter_sinks(s, uids, derived, writer=writer,
+                                        batching=BatchConfig.from_mapping(cfg.rules.get("store")))
+    build_pipeline(env, *streams, sinks, cfg)
     env.execute(job_name)

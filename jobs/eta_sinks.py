@@ -8,15 +8,15 @@ are never touched.
 
 Cassandra (fleetflow/cql/005_eta.cql): ``eta_history``, ``sla_outcomes``,
 ``sla_by_carrier_day`` and ``late_risk_by_day``; every write is an upsert on natural
-ids, acknowledged before the operator returns (see jobs/sinks.py for why).
+ids, acknowledged before a batch leaves Flink state (see jobs/batching.py for why).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from pyflink.datastream import FlatMapFunction, RuntimeContext
+from pyflink.datastream import RuntimeContext
 
-from jobs.sinks import StoreConfig, shipment_key
+from jobs.sinks import StoreConfig, StoreWriter, evalsha, redis_scripts_pipeline, shipment_key
 from udfs.promise import utc_day
 
 # Only move the ETA fields forward. Equal as_of passes: the flag written by the promise
@@ -49,8 +49,14 @@ def write_timestamp_us(event_time_ms: int, revision: int) -> int:
     return event_time_ms * 1000 + min(max(revision, 0), 999)
 
 
-class EtaStoreWriter(FlatMapFunction):
-    """Writes EtaRecord, PromiseAlert and SlaOutcome emits; yields nothing."""
+def _batch_key(emit: Any) -> str:
+    return emit.tracking_id
+
+
+class EtaStoreWriter(StoreWriter):
+    """Writes batches of EtaRecord, PromiseAlert and SlaOutcome emits, batched by tracking id."""
+
+    batch_key = staticmethod(_batch_key)
 
     def __init__(self, cfg: StoreConfig):
         self.cfg = cfg
@@ -79,28 +85,36 @@ class EtaStoreWriter(FlatMapFunction):
         if getattr(self, "_cluster", None) is not None:
             self._cluster.shutdown()
 
-    def flat_map(self, emit: Any):
-        kind = type(emit).__name__
-        if kind == "EtaRecord":
-            self._write_eta(emit)
-        elif kind == "PromiseAlert":
-            self._session.execute(self._late, (
-                utc_day(emit.promised_window_end_ms), emit.tracking_id, emit.alert_id, emit.state, emit.severity,
-                emit.late_by_ms, emit.eta_ms, emit.promised_window_end_ms, emit.raised_ms, emit.event_time_ms,
-                write_timestamp_us(emit.event_time_ms, emit.revision)))
-        elif kind == "SlaOutcome":
-            self._session.execute(self._outcome, (emit.tracking_id, emit.carrier, emit.lane, emit.day, emit.on_time,
-                                                  emit.lateness_ms))
-            self._session.execute(self._by_day, (emit.carrier, emit.day, emit.lane, emit.tracking_id,
-                                                 1 if emit.on_time else 0, emit.lateness_ms))
-        return iter(())
-
-    def _write_eta(self, rec) -> None:
-        if rec.eta_ms is not None:
-            self._session.execute(self._history, (
-                rec.tracking_id, rec.as_of_ms, rec.eta_ms, rec.earliest_ms, rec.latest_ms, rec.confidence, rec.basis,
-                rec.late_risk, rec.late_by_ms))
-        args: list = [rec.as_of_ms]
-        for k, v in redis_eta_fields(rec).items():
-            args += [k, v]
-        self._upsert(keys=[shipment_key(rec.tracking_id)], args=args)
+    def write_batch(self, emits: list) -> None:
+        """Cassandra rows all in flight at once, the ETA guards as one Redis pipeline in
+        arrival order; returns when all are acknowledged."""
+        futures, etas = [], []
+        send = self._session.execute_async
+        for emit in emits:
+            kind = type(emit).__name__
+            if kind == "EtaRecord":
+                etas.append(emit)
+                if emit.eta_ms is not None:
+                    futures.append(send(self._history, (
+                        emit.tracking_id, emit.as_of_ms, emit.eta_ms, emit.earliest_ms, emit.latest_ms,
+                        emit.confidence, emit.basis, emit.late_risk, emit.late_by_ms)))
+            elif kind == "PromiseAlert":
+                futures.append(send(self._late, (
+                    utc_day(emit.promised_window_end_ms), emit.tracking_id, emit.alert_id, emit.state, emit.severity,
+                    emit.late_by_ms, emit.eta_ms, emit.promised_window_end_ms, emit.raised_ms, emit.event_time_ms,
+                    write_timestamp_us(emit.event_time_ms, emit.revision))))
+            elif kind == "SlaOutcome":
+                futures.append(send(self._outcome, (emit.tracking_id, emit.carrier, emit.lane, emit.day, emit.on_time,
+                                                    emit.lateness_ms)))
+                futures.append(send(self._by_day, (emit.carrier, emit.day, emit.lane, emit.tracking_id,
+                                                   1 if emit.on_time else 0, emit.lateness_ms)))
+        if etas:
+            def guards(pipe):
+                for rec in etas:
+                    args: list = [rec.as_of_ms]
+                    for k, v in redis_eta_fields(rec).items():
+                        args += [k, v]
+                    evalsha(pipe, self._upsert, [shipment_key(rec.tracking_id)], args)
+            redis_scripts_pipeline(self._redis, [self._upsert], guards)
+        for f in futures:
+            f.result()

@@ -1,9 +1,9 @@
 """Where the shipment job's results go: Cassandra, Redis, ``ff.shipment-states`` and alerts.
 
 ``ShipmentStoreWriter`` is the job's store writer (``run(..., writer=ShipmentStoreWriter)``).
-Every write is an idempotent upsert on natural ids, and every write an element causes
-is acknowledged before ``flat_map`` returns, so a checkpoint barrier that has passed the
-writer covers only acknowledged writes (at-least-once delivery plus idempotence).
+Every write is an idempotent upsert on natural ids, and every write of a batch is
+acknowledged before ``write_batch`` returns and the batch leaves Flink state
+(jobs/batching.py): at-least-once delivery plus idempotence.
 
 Current state, highest version wins. Redis decides: a Lua script compares ``version``
 with the stored one and writes the hash only if it is not older. Cassandra's
@@ -22,10 +22,10 @@ import json
 import time
 from typing import Any
 
-from pyflink.datastream import FlatMapFunction, RuntimeContext
+from pyflink.datastream import RuntimeContext
 
 from jobs.operators import EmitGroup
-from jobs.sinks import StoreConfig, shipment_key
+from jobs.sinks import StoreConfig, StoreWriter, evalsha, redis_scripts_pipeline, shipment_key
 from udfs.lifecycle import AuditRow, DataQuality, HistoryRow, ShipmentAlert, StateChanged
 from udfs.orders import DAY_MS, OrderRollup, PlannedShipmentIndex
 
@@ -96,12 +96,19 @@ def _day(ms: int) -> int:
     return ms // DAY_MS
 
 
-class ShipmentStoreWriter(FlatMapFunction):
-    """Writes lifecycle emit groups, rollups and plan-index rows to Cassandra and/or Redis;
-    yields nothing.
+def _batch_key(emit: Any) -> str:
+    first = emit[0] if isinstance(emit, EmitGroup) and emit else emit
+    return getattr(first, "tracking_id", None) or getattr(first, "order_id", None) or ""
+
+
+class ShipmentStoreWriter(StoreWriter):
+    """Writes batches of lifecycle emit groups, rollups and plan-index rows to Cassandra
+    and/or Redis. Batched by tracking id (orders by order id).
 
     Stateless (connections only). Emits it has no table for (Handoff, alerts) pass by.
     """
+
+    batch_key = staticmethod(_batch_key)
 
     def __init__(self, cfg: StoreConfig):
         self.cfg = cfg
@@ -159,30 +166,29 @@ class ShipmentStoreWriter(FlatMapFunction):
     def _send(self, writes: list[tuple[Any, tuple]]) -> list:
         return [self._session.execute_async(stmt, tuple(self._n(v) for v in params)) for stmt, params in writes]
 
-    def flat_map(self, emit: Any):
-        """Writes ``emit``, or every emit of an ``EmitGroup``, and returns once all are acknowledged.
+    def write_batch(self, emits: list) -> None:
+        """Writes every emit (and every emit of each ``EmitGroup``) and returns once all are acknowledged.
 
-        A group's writes are all in flight together: the unconditional Cassandra rows go
+        The batch's writes are all in flight together: the unconditional Cassandra rows go
         out first, the Redis version guards of its state changes run meanwhile as one
-        pipeline, then the accepted ``shipment_current`` rows follow; the element is done
-        when every future has succeeded (a failure raises and fails the task, so the
-        element is replayed from the last checkpoint).
+        pipeline (in arrival order), then the accepted ``shipment_current`` rows follow;
+        the batch is done when every future has succeeded (a failure raises and fails the
+        task, so the batch is replayed from the last checkpoint).
         """
-        group = emit if isinstance(emit, EmitGroup) else (emit,)
         writes: list[tuple[Any, tuple]] = []
         changes: list[StateChanged] = []
-        for e in group:
-            if isinstance(e, StateChanged):
-                changes.append(e)
-                writes += self._index_rows(e)
-            else:
-                writes += self._rows(e)
+        for emit in emits:
+            for e in (emit if isinstance(emit, EmitGroup) else (emit,)):
+                if isinstance(e, StateChanged):
+                    changes.append(e)
+                    writes += self._index_rows(e)
+                else:
+                    writes += self._rows(e)
         futures = self._send(writes)
         if changes:
             futures += self._send(self._current_rows(changes))
         for f in futures:
             f.result()
-        return iter(())
 
     def _rows(self, emit: Any) -> list[tuple[Any, tuple]]:
         if isinstance(emit, HistoryRow):
@@ -224,16 +230,15 @@ class ShipmentStoreWriter(FlatMapFunction):
         versions of one shipment are compared as they were emitted), then the Cassandra rows
         Redis accepted, issued in emit order so the newer one gets the later write timestamp."""
         updated_ms = int(time.time() * 1000)
-        pipe = self._redis.pipeline(transaction=False)
-        all_fields = []
-        for c in changes:
-            fields = redis_fields(c, updated_ms)
-            all_fields.append(fields)
-            args: list[Any] = [c.version]
-            for k, v in fields.items():
-                args += [k, v]
-            self._upsert(keys=[shipment_key(c.tracking_id)], args=args, client=pipe)
-        accepted = pipe.execute()
+        all_fields = [redis_fields(c, updated_ms) for c in changes]
+
+        def guards(pipe):
+            for c, fields in zip(changes, all_fields):
+                args: list[Any] = [c.version]
+                for k, v in fields.items():
+                    args += [k, v]
+                evalsha(pipe, self._upsert, [shipment_key(c.tracking_id)], args)
+        accepted = redis_scripts_pipeline(self._redis, [self._upsert], guards)
         return [(self._current, (
             c.tracking_id, c.status, c.detail, c.prev_status, c.carrier, c.leg, fields["legs"], c.version,
             c.last_event_id, c.last_event_time_ms, c.status_since_ms, c.service_level, c.order_id,

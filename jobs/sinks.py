@@ -1,19 +1,22 @@
 """What every job's writers share: store addresses, Redis key names and Kafka sinks.
 
 Each job has its own store writer (jobs/*_sinks.py), a Python operator because Flink 2.x
-has no Cassandra connector and none for Redis. Every write there is an idempotent upsert
-keyed by natural ids and is acknowledged before the operator returns, so a checkpoint
-barrier that passes a writer covers only acknowledged writes: at-least-once delivery
-plus idempotence gives effectively-once.
+has no Cassandra connector and none for Redis. Writers receive micro-batches from
+``jobs.batching.BatchingWriter``, which keeps unwritten elements in Flink state. Every
+write is an idempotent upsert keyed by natural ids and is acknowledged before a batch
+is cleared from that state, so at-least-once delivery plus idempotence gives
+effectively-once.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from pyflink.common.typeinfo import Types
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 from pyflink.common.serialization import ByteArraySchema
+from pyflink.datastream import FlatMapFunction
 from pyflink.datastream.connectors import Sink
 
 from fleetflow.settings import StackSettings
@@ -63,3 +66,50 @@ def kafka_bytes_sink(bootstrap: str, topic: str) -> KafkaSink:
                                    .build())
             .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
             .build())
+
+
+class StoreWriter(FlatMapFunction):
+    """A job's writer: ``write_batch(emits)`` returns once every write is acknowledged.
+
+    ``batch_key(emit)`` names the entity an emit belongs to; emits of one entity are
+    batched in arrival order (jobs/batching.py). ``flat_map`` writes a batch of one, for
+    callers outside a Flink pipeline.
+    """
+
+    @staticmethod
+    def batch_key(emit: Any) -> str:
+        raise NotImplementedError
+
+    def write_batch(self, emits: list) -> None:
+        raise NotImplementedError
+
+    def flat_map(self, emit: Any):
+        self.write_batch([emit])
+        return iter(())
+
+
+def redis_scripts_pipeline(client, scripts: list, build: Callable[[Any], None]) -> list:
+    """Runs ``build(pipe)`` as one non-transactional pipeline and returns its replies.
+
+    Scripts are queued as EVALSHA of an already loaded script (``script.sha``): redis-py's
+    own ``Script`` objects ask SCRIPT EXISTS first, a second round trip per pipeline. If
+    Redis lost its script cache (restart, failover), the scripts are loaded again and
+    the whole pipeline re-run; every script FleetFlow runs is an idempotent guard.
+    """
+    from redis.exceptions import NoScriptError
+
+    for attempt in (1, 2):
+        pipe = client.pipeline(transaction=False)
+        build(pipe)
+        try:
+            return pipe.execute()
+        except NoScriptError:
+            if attempt == 2:
+                raise
+            for script in scripts:
+                client.script_load(script.script)
+    raise AssertionError("unreachable")
+
+
+def evalsha(pipe, script, keys: list, args: list) -> None:
+    pipe.evalsha(script.sha, len(keys), *keys, *args)

@@ -1,8 +1,8 @@
 """Where the vehicle job's state goes: Cassandra history, Redis current view.
 
 Every write is an idempotent upsert on natural keys and is acknowledged before
-``flat_map`` returns, so a checkpoint barrier behind the writer covers only written
-rows (at-least-once + idempotence = effectively once):
+``write_batch`` returns and the batch leaves Flink state (jobs/batching.py), so
+at-least-once + idempotence = effectively once:
 
 * ``PositionRow`` → ``vehicle_positions`` ((vehicle_id, day), event_time_ms, event_id);
 * ``FenceRow`` → ``fence_events_by_vehicle`` ((vehicle_id, day), event_time_ms, event_id);
@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pyflink.datastream import FlatMapFunction, RuntimeContext
+from pyflink.datastream import RuntimeContext
 
-from jobs.sinks import VEHICLES_GEO_KEY, StoreConfig, vehicle_key
+from jobs.sinks import VEHICLES_GEO_KEY, StoreConfig, StoreWriter, evalsha, redis_scripts_pipeline, vehicle_key
 
 # KEYS[1] = hash, ARGV[1] = guard time, then field/value pairs. Returns 1 when written.
 _UPSERT_IF_NOT_OLDER = """
@@ -50,8 +50,14 @@ def snapshot_fields(snap: Any, updated_ms: int) -> dict[str, str]:
     return {k: "" if v is None else str(v) for k, v in values.items()}
 
 
-class VehicleStoreWriter(FlatMapFunction):
-    """Writes the vehicle job's emits to Cassandra and Redis by type; yields nothing."""
+def _batch_key(emit: Any) -> str:
+    return emit.record["vehicle_id"] if isinstance(emit, FenceRow) else emit.vehicle_id
+
+
+class VehicleStoreWriter(StoreWriter):
+    """Writes batches of the vehicle job's emits to Cassandra and Redis by type, batched by van."""
+
+    batch_key = staticmethod(_batch_key)
 
     def __init__(self, cfg: StoreConfig):
         self.cfg = cfg
@@ -78,25 +84,46 @@ class VehicleStoreWriter(FlatMapFunction):
         if getattr(self, "_cluster", None) is not None:
             self._cluster.shutdown()
 
-    def flat_map(self, emit: Any):
-        kind = type(emit).__name__
-        if kind == "PositionRow":
-            self._session.execute(self._position, (
-                emit.vehicle_id, emit.day, emit.event_time_ms, emit.event_id, emit.lat, emit.lon, emit.speed_mps,
-                emit.heading_deg, emit.accuracy_m, emit.source))
-        elif kind == "FenceRow":
-            r = emit.record
-            self._session.execute(self._fence, (
-                r["vehicle_id"], emit.day, r["event_time_ms"], r["event_id"], r["event_type"], r["geofence_id"],
-                r["kind"], r["facility_id"], r["visit_start_ms"], r["detected_time_ms"], r["interpolated"],
-                r["reason"]))
-        elif kind == "VehicleSnapshot":
-            fields = snapshot_fields(emit, int(time.time() * 1000))
-            args: list[Any] = [emit.last_event_time_ms]
-            for k, v in fields.items():
-                args += [k, v]
-            if self._upsert(keys=[vehicle_key(emit.vehicle_id)], args=args):
-                self._redis.geoadd(VEHICLES_GEO_KEY, (emit.lon, emit.lat, emit.vehicle_id))
-            else:
-                self._stale.inc()
-        return iter(())
+    def write_batch(self, emits: list) -> None:
+        """Cassandra rows all in flight at once; the snapshots' guards in one Redis
+        pipeline (arrival order, so a van's newer snapshot is compared after its older
+        one), then one GEOADD for the snapshots that won; returns when all are acknowledged."""
+        futures, snaps = [], []
+        for emit in emits:
+            kind = type(emit).__name__
+            if kind == "PositionRow":
+                futures.append(self._session.execute_async(self._position, (
+                    emit.vehicle_id, emit.day, emit.event_time_ms, emit.event_id, emit.lat, emit.lon,
+                    emit.speed_mps, emit.heading_deg, emit.accuracy_m, emit.source)))
+            elif kind == "FenceRow":
+                r = emit.record
+                futures.append(self._session.execute_async(self._fence, (
+                    r["vehicle_id"], emit.day, r["event_time_ms"], r["event_id"], r["event_type"], r["geofence_id"],
+                    r["kind"], r["facility_id"], r["visit_start_ms"], r["detected_time_ms"], r["interpolated"],
+                    r["reason"])))
+            elif kind == "VehicleSnapshot":
+                snaps.append(emit)
+        if snaps:
+            self._write_snapshots(snaps)
+        for f in futures:
+            f.result()
+
+    def _write_snapshots(self, snaps: list) -> None:
+        updated_ms = int(time.time() * 1000)
+
+        def guards(pipe):
+            for snap in snaps:
+                args: list[Any] = [snap.last_event_time_ms]
+                for k, v in snapshot_fields(snap, updated_ms).items():
+                    args += [k, v]
+                evalsha(pipe, self._upsert, [vehicle_key(snap.vehicle_id)], args)
+        accepted = redis_scripts_pipeline(self._redis, [self._upsert], guards)
+        won = [snap for snap, ok in zip(snaps, accepted) if ok]
+        if len(won) < len(snaps):
+            self._stale.inc(len(snaps) - len(won))
+        if won:
+            # One GEOADD; members repeat in arrival order, so a van ends at its newest point.
+            values: list[Any] = []
+            for snap in won:
+                values += [snap.lon, snap.lat, snap.vehicle_id]
+            self._redis.geoadd(VEHICLES_GEO_KEY, values)

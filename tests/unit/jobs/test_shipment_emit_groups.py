@@ -96,6 +96,10 @@ class _Pipeline:
     def __init__(self, log, verdicts):
         self.log, self.verdicts, self.queued = log, verdicts, []
 
+    def evalsha(self, sha, numkeys, *keys_and_args):
+        assert sha == "guard-sha" and numkeys == 1
+        self.queued.append(keys_and_args[0])
+
     def execute(self):
         self.log.append(("redis", tuple(self.queued)))
         return [self.verdicts[k] for k in self.queued]
@@ -120,10 +124,9 @@ def _writer(verdicts: dict[str, int]):
                  "order_remove", "by_postcode", "by_order_day"):
         setattr(w, f"_{name}", name)
 
-    def upsert(keys, args, client):
-        client.queued.append(keys[0])
-        return client
-    w._upsert = upsert
+    class _Script:
+        sha, script = "guard-sha", "-- lua"
+    w._upsert = _Script()
     return w, log
 
 
@@ -156,6 +159,18 @@ def test_a_group_sends_every_write_before_waiting_and_waits_for_all_of_them():
     assert sorted(sends) == sorted(["history", "by_status", "by_carrier", "audit", "by_status", "by_carrier",
                                     "current"])
     assert sorted(name for kind, name in log if kind == "wait") == sorted(sends), "every write is acknowledged"
+
+
+def test_a_batch_guards_every_change_in_one_round_trip_in_arrival_order():
+    w, log = _writer({"ff:shipment:T1": 1, "ff:shipment:T2": 1})
+    batch = [EmitGroup((_changed("T1", 2),)), _row(HistoryRow, tracking_id="T2", event_id="e9"),
+             EmitGroup((_changed("T2", 4), _changed("T1", 3)))]
+    w.write_batch(batch)
+    assert [e for e in log if e[0] == "redis"] == [
+        ("redis", ("ff:shipment:T1", "ff:shipment:T2", "ff:shipment:T1"))]
+    sends = [name for kind, name in log if kind == "send"]
+    assert sends.count("current") == 3 and sends.count("history") == 1
+    assert sorted(name for kind, name in log if kind == "wait") == sorted(sends)
 
 
 def test_a_single_emit_still_writes_on_its_own():
