@@ -8,11 +8,12 @@ record goes through what the job's operators do per element: decode + validate
 round trip as DecisionOperator does it, and finally ShipmentStoreWriter against the REAL
 Cassandra and Redis of the running local stack.
 
-The writer runs in two modes, on separate prefixes, in the same run:
-  per-emit  one flat_map call per emit, each waiting for its own round trips (how the
-            job called the writer before emits were grouped);
-  grouped   one flat_map call per input with an EmitGroup of all its emits (how the job
-            calls it now).
+The writer runs in three modes, on separate prefixes, in the same run:
+  per-emit  one write per emit, each waiting for its own round trips (how the job
+            called the writer before emits were grouped);
+  grouped   one write per input with an EmitGroup of all its emits;
+  batched   one write_batch per BATCH inputs' groups (how the job calls it now, through
+            jobs/batching.py; BatchConfig.max_batch is the same 128).
 
 Timers are not fired and order rollups / plan index rows are not written (neither is on
 the per-scan path). Prints a markdown table: median µs per input record over --runs.
@@ -49,7 +50,8 @@ from udfs import dedup, lifecycle  # noqa: E402
 from udfs.normalise import UnknownCode, carrier_key, normalise  # noqa: E402
 
 STAGES = ("decode + validate", "dedup step", "normalise", "lifecycle step", "state pickle round trip", "store writer")
-MODES = ("per-emit", "grouped")
+MODES = ("per-emit", "grouped", "batched")
+BATCH = 128
 
 
 def simulated_inputs(vans: int, hours: float) -> list[tuple[str, bytes]]:
@@ -112,6 +114,13 @@ def run_path(inputs: list[tuple[str, bytes]], writer: ShipmentStoreWriter, mode:
     rule_cfg = lifecycle.DEFAULT_CONFIG
     dedup_state, shipment_state = KeyedState(), KeyedState()
     clock = time.perf_counter
+    pending: list = []
+
+    def flush():
+        t = clock()
+        writer.write_batch(pending)
+        spent["store writer"] += clock() - t
+        pending.clear()
 
     def lifecycle_on(event, now_ms):
         t = clock()
@@ -125,6 +134,11 @@ def run_path(inputs: list[tuple[str, bytes]], writer: ShipmentStoreWriter, mode:
         spent["lifecycle step"] += t2 - t1
         counts["emits"] += len(d.emits)
         if not d.emits:
+            return
+        if mode == "batched":
+            pending.append(EmitGroup(d.emits))
+            if len(pending) >= BATCH:
+                flush()
             return
         t = clock()
         if mode == "grouped":
@@ -169,6 +183,8 @@ def run_path(inputs: list[tuple[str, bytes]], writer: ShipmentStoreWriter, mode:
             counts["unknown codes"] += 1
             continue
         lifecycle_on(out, now_ms)
+    if pending:
+        flush()
     return spent, counts
 
 
@@ -217,10 +233,12 @@ def main(argv: list[str] | None = None) -> None:
     for m in MODES:
         totals[m] = statistics.median(sum(run.values()) for run in per_mode[m])
     print("| **total** | " + " | ".join(f"**{totals[m]:.1f}**" for m in MODES) + " |")
-    writer_ratio = (statistics.median(r["store writer"] for r in per_mode["per-emit"])
-                    / statistics.median(r["store writer"] for r in per_mode["grouped"]))
-    print(f"\nstore writer per-emit / grouped: {writer_ratio:.2f}x; "
-          f"whole path: {totals['per-emit'] / totals['grouped']:.2f}x")
+    def writer_median(m):
+        return statistics.median(r["store writer"] for r in per_mode[m])
+    print(f"\nstore writer per-emit / grouped: {writer_median('per-emit') / writer_median('grouped'):.2f}x, "
+          f"grouped / batched: {writer_median('grouped') / writer_median('batched'):.2f}x; whole path "
+          f"per-emit / grouped: {totals['per-emit'] / totals['grouped']:.2f}x, "
+          f"grouped / batched: {totals['grouped'] / totals['batched']:.2f}x")
 
 
 if __name__ == "__main__":

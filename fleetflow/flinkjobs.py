@@ -284,7 +284,7 @@ def wait_running(s: StackSettings, job_id: str, *, timeout_s: float = 120, inter
             cause = _root_exception(s, job_id)
             raise StackError(f"job {job_id} is {state} instead of RUNNING"
                              + (f": {cause}" if cause else "")
-                             + f"; see {s.logs}/flink-jobmanager.log and {s.logs}/flink-taskmanager.log")
+                             + f"; see {s.logs}/flink-jobmanager.log and {s.logs}/flink-taskmanager*.log")
         time.sleep(interval_s)
     raise StackError(f"job {job_id} is {state}, not RUNNING after {timeout_s:.0f}s; "
                      f"see {s.logs}/flink-jobmanager.log and the dashboard {s.flink_rest_url}/#/job/running/{job_id}")

@@ -30,6 +30,9 @@ class StackSettings:
     flink_rpc_port: int = field(default_factory=lambda: int(_env("FLINK_RPC_PORT", "6123")))
     api_port: int = field(default_factory=lambda: int(_env("API_PORT", "8000")))
     keyspace: str = field(default_factory=lambda: _env("KEYSPACE", "fleetflow"))
+    # One per job: in thread mode each TaskManager runs its jobs' Python in one embedded
+    # interpreter, so jobs sharing a TaskManager share one GIL (one core at most).
+    taskmanagers: int = field(default_factory=lambda: int(_env("TASKMANAGERS", "4")))
     # Heaps are capped so Kafka + Cassandra + Flink + the tests fit in 2 cores / 24 GB.
     kafka_heap: str = field(default_factory=lambda: _env("KAFKA_HEAP", "512m"))
     cassandra_heap: str = field(default_factory=lambda: _env("CASSANDRA_HEAP", "1G"))

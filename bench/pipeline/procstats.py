@@ -56,7 +56,8 @@ def sample_group(pid: int) -> Sample:
 def stack_pids(run_dir: Path) -> dict[str, int]:
     """Service name -> pid, from the stack's pid files (only the daemons fleetflow started)."""
     out = {}
-    for name in ("kafka", "cassandra", "redis", "flink-jobmanager", "flink-taskmanager", "api"):
+    taskmanagers = sorted(f.stem for f in run_dir.glob("flink-taskmanager*.pid"))
+    for name in ("kafka", "cassandra", "redis", "flink-jobmanager", *taskmanagers, "api"):
         f = run_dir / f"{name}.pid"
         if f.exists():
             try:

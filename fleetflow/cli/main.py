@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop everything fleetflow started").set_defaults(fn=cmd_down)
     sub.add_parser("status", help="show which services run and answer").set_defaults(fn=cmd_status)
     lg = sub.add_parser("logs", help="print the tail of a service log")
-    lg.add_argument("service", help="kafka, cassandra, redis, flink-jobmanager, flink-taskmanager, api")
+    lg.add_argument("service", help="kafka, cassandra, redis, flink-jobmanager, flink-taskmanager[-N], api")
     lg.add_argument("-n", "--lines", type=int, default=50)
     lg.set_defaults(fn=cmd_logs)
     sub.add_parser("init", help="create Kafka topics and apply Cassandra migrations (idempotent)").set_defaults(

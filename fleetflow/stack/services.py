@@ -354,7 +354,11 @@ def prepare_flink(s: StackSettings) -> None:
     checkpoint_dir, savepoint_dir = flink_state_dirs(s)
     local = {
         "jobmanager": {"rpc": {"address": s.host, "port": s.flink_rpc_port}, "bind-host": s.host},
-        "taskmanager": {"host": s.host, "bind-host": s.host},
+        # Several small TaskManagers instead of one big one (settings.taskmanagers): two
+        # slots each, so every job can run at parallelism 2 and the balancer gives each
+        # job its own TaskManager, hence its own interpreter and GIL.
+        "taskmanager": {"host": s.host, "bind-host": s.host, "numberOfTaskSlots": 2,
+                        "memory": {"process": {"size": "2560m"}}},
         "rest": {"address": s.host, "bind-address": s.host, "port": s.flink_rest_port},
         "python": {"executable": sys.executable, "client": {"executable": sys.executable},
                    "pythonpath": python_path()},
@@ -401,7 +405,14 @@ class FlinkJobManager(Service):
 
 
 class FlinkTaskManager(Service):
+    """The n-th TaskManager of the local session cluster (``flink-taskmanager``,
+    ``flink-taskmanager-2``, ...); its own JVM, so its own Python interpreter."""
     signature = ("TaskManagerRunner", "taskmanager.sh", "flink-console.sh taskexecutor")
+
+    @property
+    def ordinal(self) -> int:
+        head, _, tail = self.name.rpartition("-")
+        return int(tail) if head == "flink-taskmanager" and tail.isdigit() else 1
 
     def ports(self) -> list[int]:
         return []
@@ -414,9 +425,13 @@ class FlinkTaskManager(Service):
 
     def ready(self) -> bool:
         with urllib.request.urlopen(f"{self.s.flink_rest_url}/overview", timeout=3) as r:
-            return json.loads(r.read()).get("taskmanagers", 0) >= 1
+            return json.loads(r.read()).get("taskmanagers", 0) >= self.ordinal
+
+
+def taskmanager_names(s: StackSettings) -> list[str]:
+    return ["flink-taskmanager"] + [f"flink-taskmanager-{n}" for n in range(2, max(1, s.taskmanagers) + 1)]
 
 
 def all_services(s: StackSettings) -> list[Service]:
     return [Kafka("kafka", s), Cassandra("cassandra", s), Redis("redis", s),
-            FlinkJobManager("flink-jobmanager", s), FlinkTaskManager("flink-taskmanager", s)]
+            FlinkJobManager("flink-jobmanager", s)] + [FlinkTaskManager(name, s) for name in taskmanager_names(s)]

@@ -155,18 +155,21 @@ def _wait(what, check, timeout_s):
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-def _kill_taskmanager(stack):
-    from fleetflow.stack.services import FlinkTaskManager
-    pid = FlinkTaskManager("flink-taskmanager", stack).daemon.pid()
-    assert pid is not None, "no TaskManager to kill"
-    os.killpg(pid, signal.SIGKILL)
-    _wait("the TaskManager to die", lambda: FlinkTaskManager("flink-taskmanager", stack).daemon.pid() is None, 30)
+def _kill_taskmanagers(stack):
+    """Every TaskManager, so the job restarts wherever it ran."""
+    from fleetflow.stack.services import FlinkTaskManager, taskmanager_names
+    tms = [FlinkTaskManager(name, stack) for name in taskmanager_names(stack)]
+    pids = [tm.daemon.pid() for tm in tms]
+    assert all(pids), f"not every TaskManager is running: {pids}"
+    for pid in pids:
+        os.killpg(pid, signal.SIGKILL)
+    _wait("the TaskManagers to die", lambda: all(tm.daemon.pid() is None for tm in tms), 30)
 
 
 @pytest.mark.disruptive
 def test_job_recovers_from_a_killed_taskmanager_with_the_same_final_state_and_no_duplicate_history(
         stack, shipment_status_job, cql):
-    """Kills the shared TaskManager (every running job restarts), then restarts it as
+    """Kills every TaskManager (every running job restarts), then restarts them as
     ``fleetflow up`` does. Run alone and rarely: ``-m disruptive``."""
     from fleetflow import flinkjobs
     from fleetflow import stack as stack_mod
@@ -190,7 +193,7 @@ def test_job_recovers_from_a_killed_taskmanager_with_the_same_final_state_and_no
     written_ms = int(time.time() * 1000)
     _wait("a checkpoint covering the first half", lambda: _latest_checkpoint_trigger_ms(stack) > written_ms, 120)
 
-    _kill_taskmanager(stack)
+    _kill_taskmanagers(stack)
     # Published while nothing runs: the job must pick these up from the offsets in its checkpoint.
     _publish(stack, kill_scans[half:], [])
     stack_mod.up(stack)

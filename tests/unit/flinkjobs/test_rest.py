@@ -222,7 +222,7 @@ def test_wait_running_reports_the_root_exception_of_a_failed_job(fake_flink):
         "stacktrace": "org.apache.flink.runtime.JobException: Recovery is suppressed\n"
                       "Caused by: java.lang.IllegalStateException: Failed to rollback to checkpoint/savepoint"}]}})
     with pytest.raises(StackError, match=r"FAILED instead of RUNNING: java.lang.IllegalStateException: Failed to "
-                                         r"rollback.*flink-taskmanager.log"):
+                                         r"rollback.*flink-taskmanager\*.log"):
         flinkjobs.wait_running(s, NEW_JOB, timeout_s=5, interval_s=0.01)
 
 
