@@ -98,10 +98,14 @@ class AlertStoreWriter(StoreWriter):
     def open(self, runtime_context: RuntimeContext):
         import redis
 
+        from cassandra.query import UNSET_VALUE
+
         from fleetflow.cassandra_session import connect
+        from fleetflow.cassandra_writes import WriteSender
 
         self._cluster, s = connect(self.cfg, keyspace=self.cfg.keyspace)
         self._session = s
+        self._sender = WriteSender(s, UNSET_VALUE)
         self._by_entity = s.prepare(
             "INSERT INTO alerts_by_entity (entity_type, entity_id, event_time_ms, alert_id, type, severity, state,"
             " route_to, detected_time_ms, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -132,42 +136,40 @@ class AlertStoreWriter(StoreWriter):
     def write_batch(self, emits: list) -> None:
         """Every Cassandra write of the batch in flight at once and acknowledged, then the
         stream entries in one Redis pipeline, in arrival order."""
-        futures, pushes = [], []
+        writes, pushes = [], []
         for emit in emits:
             if isinstance(emit, Alert):
-                futures += self._write_alert(emit)
+                writes += self._write_alert(emit)
                 pushes.append((alert_token(emit), alert_stream_fields(emit)))
             elif isinstance(emit, AckApplied):
-                futures += self._write_ack(emit)
+                writes += self._write_ack(emit)
                 pushes.append((ack_token(emit), ack_stream_fields(emit)))
             else:
                 raise TypeError(f"alerts store writer got {type(emit).__name__}; expected Alert or AckApplied")
-        for f in futures:
+        for f in self._sender.send(writes):
             f.result()
         if pushes:
             self._push(pushes)
 
     def _write_alert(self, a: Alert) -> list:
-        ex = self._session.execute_async
         details = dict(a.details)
         row = [a.alert_id, a.type, a.severity, a.state, a.entity_type, a.entity_id, a.event_time_ms,
                a.detected_time_ms, details, a.route_to]
         if a.state != UPDATED:
             row.append(a.event_time_ms)
         return [
-            ex(self._by_entity, (a.entity_type, a.entity_id, a.event_time_ms, a.alert_id, a.type, a.severity,
-                                 a.state, a.route_to, a.detected_time_ms, details)),
-            ex(self._by_day, (a.event_time_ms // DAY_MS, a.type, a.event_time_ms, a.alert_id, a.entity_type,
-                              a.entity_id, a.severity, a.state, a.route_to, a.detected_time_ms)),
-            ex(self._by_id[a.state], (*row, lifecycle_timestamp_us(a))),
-            ex(self._audit, (a.alert_id, a.event_time_ms, a.state, a.state, SYSTEM_ACTOR, None, "", a.state))]
+            (self._by_entity, (a.entity_type, a.entity_id, a.event_time_ms, a.alert_id, a.type, a.severity,
+                               a.state, a.route_to, a.detected_time_ms, details)),
+            (self._by_day, (a.event_time_ms // DAY_MS, a.type, a.event_time_ms, a.alert_id, a.entity_type,
+                            a.entity_id, a.severity, a.state, a.route_to, a.detected_time_ms)),
+            (self._by_id[a.state], (*row, lifecycle_timestamp_us(a))),
+            (self._audit, (a.alert_id, a.event_time_ms, a.state, a.state, SYSTEM_ACTOR, None, "", a.state))]
 
     def _write_ack(self, applied: AckApplied) -> list:
         a = applied.ack
-        ex = self._session.execute_async
-        return [ex(self._audit, (a.alert_id, a.event_time_ms, a.ack_id, a.action, a.actor, a.assignee, a.note, None)),
-                ex(self._acked, (applied.acked_by, applied.acked_ms, applied.assignee, applied.assigned_ms,
-                                 a.alert_id))]
+        return [(self._audit, (a.alert_id, a.event_time_ms, a.ack_id, a.action, a.actor, a.assignee, a.note, None)),
+                (self._acked, (applied.acked_by, applied.acked_ms, applied.assignee, applied.assigned_ms,
+                               a.alert_id))]
 
     def _push(self, pushes: list[tuple[str, dict[str, str]]]) -> None:
         def build(pipe):

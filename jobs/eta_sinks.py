@@ -64,9 +64,13 @@ class EtaStoreWriter(StoreWriter):
     def open(self, runtime_context: RuntimeContext):
         import redis
 
+        from cassandra.query import UNSET_VALUE
+
         from fleetflow.cassandra_session import connect
+        from fleetflow.cassandra_writes import WriteSender
 
         self._cluster, self._session = connect(self.cfg, keyspace=self.cfg.keyspace)
+        self._sender = WriteSender(self._session, UNSET_VALUE)
         self._history = self._session.prepare(
             "INSERT INTO eta_history (tracking_id, as_of_ms, eta_ms, eta_earliest_ms, eta_latest_ms, eta_confidence,"
             " eta_basis, late_risk, late_by_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -88,26 +92,26 @@ class EtaStoreWriter(StoreWriter):
     def write_batch(self, emits: list) -> None:
         """Cassandra rows all in flight at once, the ETA guards as one Redis pipeline in
         arrival order; returns when all are acknowledged."""
-        futures, etas = [], []
-        send = self._session.execute_async
+        writes, etas = [], []
         for emit in emits:
             kind = type(emit).__name__
             if kind == "EtaRecord":
                 etas.append(emit)
                 if emit.eta_ms is not None:
-                    futures.append(send(self._history, (
+                    writes.append((self._history, (
                         emit.tracking_id, emit.as_of_ms, emit.eta_ms, emit.earliest_ms, emit.latest_ms,
                         emit.confidence, emit.basis, emit.late_risk, emit.late_by_ms)))
             elif kind == "PromiseAlert":
-                futures.append(send(self._late, (
+                writes.append((self._late, (
                     utc_day(emit.promised_window_end_ms), emit.tracking_id, emit.alert_id, emit.state, emit.severity,
                     emit.late_by_ms, emit.eta_ms, emit.promised_window_end_ms, emit.raised_ms, emit.event_time_ms,
                     write_timestamp_us(emit.event_time_ms, emit.revision))))
             elif kind == "SlaOutcome":
-                futures.append(send(self._outcome, (emit.tracking_id, emit.carrier, emit.lane, emit.day, emit.on_time,
-                                                    emit.lateness_ms)))
-                futures.append(send(self._by_day, (emit.carrier, emit.day, emit.lane, emit.tracking_id,
-                                                   1 if emit.on_time else 0, emit.lateness_ms)))
+                writes.append((self._outcome, (emit.tracking_id, emit.carrier, emit.lane, emit.day, emit.on_time,
+                                                emit.lateness_ms)))
+                writes.append((self._by_day, (emit.carrier, emit.day, emit.lane, emit.tracking_id,
+                                               1 if emit.on_time else 0, emit.lateness_ms)))
+        futures = self._sender.send(writes)
         if etas:
             def guards(pipe):
                 for rec in etas:

@@ -24,6 +24,7 @@ from typing import Any
 
 from pyflink.datastream import RuntimeContext
 
+from fleetflow.cassandra_writes import WriteSender
 from jobs.operators import EmitGroup
 from jobs.sinks import StoreConfig, StoreWriter, evalsha, redis_scripts_pipeline, shipment_key
 from udfs.lifecycle import AuditRow, DataQuality, HistoryRow, ShipmentAlert, StateChanged
@@ -121,6 +122,7 @@ class ShipmentStoreWriter(StoreWriter):
 
         self._unset = UNSET_VALUE
         self._cluster, self._session = connect(self.cfg, keyspace=self.cfg.keyspace)
+        self._sender = WriteSender(self._session, UNSET_VALUE)
         prep = self._session.prepare
         self._history = prep(
             "INSERT INTO shipment_history (tracking_id, event_time_ms, event_id, status, status_detail, carrier,"
@@ -164,7 +166,7 @@ class ShipmentStoreWriter(StoreWriter):
         return self._unset if v is None else _value(v)
 
     def _send(self, writes: list[tuple[Any, tuple]]) -> list:
-        return [self._session.execute_async(stmt, tuple(self._n(v) for v in params)) for stmt, params in writes]
+        return self._sender.send([(stmt, tuple(self._n(v) for v in params)) for stmt, params in writes])
 
     def write_batch(self, emits: list) -> None:
         """Writes every emit (and every emit of each ``EmitGroup``) and returns once all are acknowledged.

@@ -65,9 +65,13 @@ class VehicleStoreWriter(StoreWriter):
     def open(self, runtime_context: RuntimeContext):
         import redis
 
+        from cassandra.query import UNSET_VALUE
+
         from fleetflow.cassandra_session import connect
+        from fleetflow.cassandra_writes import WriteSender
 
         self._cluster, self._session = connect(self.cfg, keyspace=self.cfg.keyspace)
+        self._sender = WriteSender(self._session, UNSET_VALUE)
         self._position = self._session.prepare(
             "INSERT INTO vehicle_positions (vehicle_id, day, event_time_ms, event_id, lat, lon, speed_mps,"
             " heading_deg, accuracy_m, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -88,21 +92,22 @@ class VehicleStoreWriter(StoreWriter):
         """Cassandra rows all in flight at once; the snapshots' guards in one Redis
         pipeline (arrival order, so a van's newer snapshot is compared after its older
         one), then one GEOADD for the snapshots that won; returns when all are acknowledged."""
-        futures, snaps = [], []
+        writes, snaps = [], []
         for emit in emits:
             kind = type(emit).__name__
             if kind == "PositionRow":
-                futures.append(self._session.execute_async(self._position, (
+                writes.append((self._position, (
                     emit.vehicle_id, emit.day, emit.event_time_ms, emit.event_id, emit.lat, emit.lon,
                     emit.speed_mps, emit.heading_deg, emit.accuracy_m, emit.source)))
             elif kind == "FenceRow":
                 r = emit.record
-                futures.append(self._session.execute_async(self._fence, (
+                writes.append((self._fence, (
                     r["vehicle_id"], emit.day, r["event_time_ms"], r["event_id"], r["event_type"], r["geofence_id"],
                     r["kind"], r["facility_id"], r["visit_start_ms"], r["detected_time_ms"], r["interpolated"],
                     r["reason"])))
             elif kind == "VehicleSnapshot":
                 snaps.append(emit)
+        futures = self._sender.send(writes)
         if snaps:
             self._write_snapshots(snaps)
         for f in futures:

@@ -92,6 +92,16 @@ class _Session:
         return _Future(self.log, stmt)
 
 
+class _Sender:
+    """WriteSender's contract without a cluster: one request per write, futures back."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def send(self, writes):
+        return [self.session.execute_async(stmt, params) for stmt, params in writes]
+
+
 class _Pipeline:
     def __init__(self, log, verdicts):
         self.log, self.verdicts, self.queued = log, verdicts, []
@@ -118,7 +128,7 @@ def _writer(verdicts: dict[str, int]):
     log: list = []
     w = ShipmentStoreWriter(cfg=None)
     w._unset = None
-    w._session = _Session(log)
+    w._sender = _Sender(_Session(log))
     w._redis = _Redis(log, verdicts)
     for name in ("history", "current", "by_status", "by_carrier", "audit", "dq", "order_row", "order_status",
                  "order_remove", "by_postcode", "by_order_day"):
