@@ -29,6 +29,9 @@ class StackSettings:
     flink_rest_port: int = field(default_factory=lambda: int(_env("FLINK_REST_PORT", "8081")))
     flink_rpc_port: int = field(default_factory=lambda: int(_env("FLINK_RPC_PORT", "6123")))
     api_port: int = field(default_factory=lambda: int(_env("API_PORT", "8000")))
+    # Port range of the Flink Prometheus reporter (JobManager first, then TaskManagers), e.g.
+    # "19249-19260" for a second stack on the same host; empty keeps flink-conf/config.yaml's.
+    flink_metrics_ports: str = field(default_factory=lambda: _env("FLINK_METRICS_PORTS", ""))
     keyspace: str = field(default_factory=lambda: _env("KEYSPACE", "fleetflow"))
     # One per job: in thread mode each TaskManager runs its jobs' Python in one embedded
     # interpreter, so jobs sharing a TaskManager share one GIL (one core at most).

@@ -324,7 +324,6 @@ def prepare_flink(s: StackSettings) -> None:
     (reporters are loaded only as plugins, in their own classloader). RocksDB is part of
     flink-dist and needs nothing here.
     """
-    import sys
     home = pyflink_home()
     conf_dir, lib_dir, plugins_dir = flink_conf_dir(s), flink_lib_dir(s), flink_plugins_dir(s)
     conf_dir.mkdir(parents=True, exist_ok=True)
@@ -350,6 +349,12 @@ def prepare_flink(s: StackSettings) -> None:
         src = home / "conf" / name
         if src.exists():
             shutil.copy(src, conf_dir / name)
+    (conf_dir / "config.yaml").write_text(yaml.safe_dump(flink_config(s), sort_keys=False))
+
+
+def flink_config(s: StackSettings) -> dict:
+    """flink-conf/config.yaml with the local stack's addresses, ports and directories."""
+    import sys
     base = yaml.safe_load((ROOT / "flink-conf" / "config.yaml").read_text()) or {}
     checkpoint_dir, savepoint_dir = flink_state_dirs(s)
     local = {
@@ -368,7 +373,10 @@ def prepare_flink(s: StackSettings) -> None:
         # RocksDB's working files (not checkpoints): local disk, recreated on restore.
         "state": {"backend": {"rocksdb": {"localdir": str(s.data / "flink-rocksdb")}}},
     }
-    (conf_dir / "config.yaml").write_text(yaml.safe_dump(_deep_merge(base, local), sort_keys=False))
+    if s.flink_metrics_ports:
+        # A second stack on the same host must not take ports from the first one's range.
+        local["metrics"] = {"reporter": {"prom": {"port": s.flink_metrics_ports}}}
+    return _deep_merge(base, local)
 
 
 def _deep_merge(a: dict, b: dict) -> dict:
