@@ -57,21 +57,23 @@ class RateSender:
     def remaining(self) -> int:
         return len(self._records) - self._i
 
-    def run(self, rate_eps: float, seconds: float, stop: threading.Event | None = None) -> SendStats:
+    def run(self, rate_eps: float, seconds: float, stop: threading.Event | None = None,
+            limit: int | None = None) -> SendStats:
         tick = 0.01
         per_tick = rate_eps * tick
         owed = 0.0
         t0 = time.monotonic()
         next_tick = t0
         sent = 0
-        while time.monotonic() - t0 < seconds and self._i < len(self._records):
+        end = len(self._records) if limit is None else min(len(self._records), self._i + limit)
+        while time.monotonic() - t0 < seconds and self._i < end:
             if stop is not None and stop.is_set():
                 break
             owed += per_tick
             n = int(owed)
             owed -= n
             for _ in range(n):
-                if self._i >= len(self._records):
+                if self._i >= end:
                     break
                 topic, key, value, ev_ms = self._records[self._i]
                 self._p.send(topic, key=key, value=value)
