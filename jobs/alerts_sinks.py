@@ -22,7 +22,7 @@ from typing import Any
 
 from pyflink.datastream import RuntimeContext
 
-from jobs.sinks import StoreConfig, StoreWriter, evalsha, redis_scripts_pipeline
+from jobs.sinks import StoreWriter, evalsha, redis_scripts_pipeline
 from udfs.alerts import ALERT_ACK, OPEN, RESOLVED, UPDATED, AckApplied, Alert
 
 STREAM_KEY = "ff:alerts:stream"
@@ -92,20 +92,9 @@ class AlertStoreWriter(StoreWriter):
 
     batch_key = staticmethod(_batch_key)
 
-    def __init__(self, cfg: StoreConfig):
-        self.cfg = cfg
-
     def open(self, runtime_context: RuntimeContext):
-        import redis
-
-        from cassandra.query import UNSET_VALUE
-
-        from fleetflow.cassandra_session import connect
-        from fleetflow.cassandra_writes import WriteSender
-
-        self._cluster, s = connect(self.cfg, keyspace=self.cfg.keyspace)
-        self._session = s
-        self._sender = WriteSender(s, UNSET_VALUE)
+        self._connect()
+        s = self._session
         self._by_entity = s.prepare(
             "INSERT INTO alerts_by_entity (entity_type, entity_id, event_time_ms, alert_id, type, severity, state,"
             " route_to, detected_time_ms, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -123,15 +112,10 @@ class AlertStoreWriter(StoreWriter):
         self._audit = s.prepare(
             "INSERT INTO alert_audit (alert_id, at_ms, action_id, action, actor, assignee, note, state)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-        self._redis = redis.Redis.from_url(self.cfg.redis_url)
         self._push_once = self._redis.register_script(_PUSH_ONCE)
         metrics = runtime_context.get_metrics_group()
         self._pushed = metrics.counter("stream_pushed")
         self._skipped = metrics.counter("stream_replays_skipped")
-
-    def close(self):
-        if getattr(self, "_cluster", None) is not None:
-            self._cluster.shutdown()
 
     def write_batch(self, emits: list) -> None:
         """Every Cassandra write of the batch in flight at once and acknowledged, then the
@@ -174,10 +158,8 @@ class AlertStoreWriter(StoreWriter):
     def _push(self, pushes: list[tuple[str, dict[str, str]]]) -> None:
         def build(pipe):
             for token, fields in pushes:
-                args: list[Any] = [PUSHED_TTL_S, STREAM_MAXLEN]
-                for k, v in fields.items():
-                    args += [k, v]
-                evalsha(pipe, self._push_once, [STREAM_KEY, PUSHED_PREFIX + token], args)
+                evalsha(pipe, self._push_once, [STREAM_KEY, PUSHED_PREFIX + token], [PUSHED_TTL_S, STREAM_MAXLEN],
+                        fields)
         replies = redis_scripts_pipeline(self._redis, [self._push_once], build)
         pushed = sum(1 for r in replies if r)
         if pushed:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pyflink.datastream import RuntimeContext
 
-from jobs.sinks import StoreConfig, StoreWriter, evalsha, redis_scripts_pipeline, shipment_key
+from jobs.sinks import StoreWriter, evalsha, redis_scripts_pipeline, shipment_key
 from udfs.promise import utc_day
 
 # Only move the ETA fields forward. Equal as_of passes: the flag written by the promise
@@ -58,19 +58,8 @@ class EtaStoreWriter(StoreWriter):
 
     batch_key = staticmethod(_batch_key)
 
-    def __init__(self, cfg: StoreConfig):
-        self.cfg = cfg
-
     def open(self, runtime_context: RuntimeContext):
-        import redis
-
-        from cassandra.query import UNSET_VALUE
-
-        from fleetflow.cassandra_session import connect
-        from fleetflow.cassandra_writes import WriteSender
-
-        self._cluster, self._session = connect(self.cfg, keyspace=self.cfg.keyspace)
-        self._sender = WriteSender(self._session, UNSET_VALUE)
+        self._connect()
         self._history = self._session.prepare(
             "INSERT INTO eta_history (tracking_id, as_of_ms, eta_ms, eta_earliest_ms, eta_latest_ms, eta_confidence,"
             " eta_basis, late_risk, late_by_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -82,12 +71,7 @@ class EtaStoreWriter(StoreWriter):
         self._late = self._session.prepare(
             "INSERT INTO late_risk_by_day (day, tracking_id, alert_id, state, severity, late_by_ms, eta_ms,"
             " promised_end_ms, raised_ms, event_time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?")
-        self._redis = redis.Redis.from_url(self.cfg.redis_url)
         self._upsert = self._redis.register_script(_REDIS_ETA_IF_NEWER)
-
-    def close(self):
-        if getattr(self, "_cluster", None) is not None:
-            self._cluster.shutdown()
 
     def write_batch(self, emits: list) -> None:
         """Cassandra rows all in flight at once, the ETA guards as one Redis pipeline in
@@ -115,10 +99,8 @@ class EtaStoreWriter(StoreWriter):
         if etas:
             def guards(pipe):
                 for rec in etas:
-                    args: list = [rec.as_of_ms]
-                    for k, v in redis_eta_fields(rec).items():
-                        args += [k, v]
-                    evalsha(pipe, self._upsert, [shipment_key(rec.tracking_id)], args)
+                    evalsha(pipe, self._upsert, [shipment_key(rec.tracking_id)], [rec.as_of_ms],
+                            redis_eta_fields(rec))
             redis_scripts_pipeline(self._redis, [self._upsert], guards)
         for f in futures:
             f.result()

@@ -24,9 +24,8 @@ from typing import Any
 
 from pyflink.datastream import RuntimeContext
 
-from fleetflow.cassandra_writes import WriteSender
 from jobs.operators import EmitGroup
-from jobs.sinks import StoreConfig, StoreWriter, evalsha, redis_scripts_pipeline, shipment_key
+from jobs.sinks import StoreWriter, evalsha, redis_scripts_pipeline, shipment_key
 from udfs.lifecycle import AuditRow, DataQuality, HistoryRow, ShipmentAlert, StateChanged
 from udfs.orders import DAY_MS, OrderRollup, PlannedShipmentIndex
 
@@ -111,18 +110,8 @@ class ShipmentStoreWriter(StoreWriter):
 
     batch_key = staticmethod(_batch_key)
 
-    def __init__(self, cfg: StoreConfig):
-        self.cfg = cfg
-
     def open(self, runtime_context: RuntimeContext):
-        import redis
-        from cassandra.query import UNSET_VALUE
-
-        from fleetflow.cassandra_session import connect
-
-        self._unset = UNSET_VALUE
-        self._cluster, self._session = connect(self.cfg, keyspace=self.cfg.keyspace)
-        self._sender = WriteSender(self._session, UNSET_VALUE)
+        self._connect()
         prep = self._session.prepare
         self._history = prep(
             "INSERT INTO shipment_history (tracking_id, event_time_ms, event_id, status, status_detail, carrier,"
@@ -154,12 +143,7 @@ class ShipmentStoreWriter(StoreWriter):
         self._by_order_day = prep(
             "INSERT INTO shipments_by_order_day (order_day, order_time_ms, tracking_id, order_id, country, postcode,"
             " service_level, promised_end_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-        self._redis = redis.Redis.from_url(self.cfg.redis_url)
         self._upsert = self._redis.register_script(_REDIS_UPSERT_IF_NOT_OLDER)
-
-    def close(self):
-        if getattr(self, "_cluster", None) is not None:
-            self._cluster.shutdown()
 
     def _n(self, v: Any) -> Any:
         # None as "unset", not null: a null would write a tombstone per empty column.
@@ -236,10 +220,7 @@ class ShipmentStoreWriter(StoreWriter):
 
         def guards(pipe):
             for c, fields in zip(changes, all_fields):
-                args: list[Any] = [c.version]
-                for k, v in fields.items():
-                    args += [k, v]
-                evalsha(pipe, self._upsert, [shipment_key(c.tracking_id)], args)
+                evalsha(pipe, self._upsert, [shipment_key(c.tracking_id)], [c.version], fields)
         accepted = redis_scripts_pipeline(self._redis, [self._upsert], guards)
         return [(self._current, (
             c.tracking_id, c.status, c.detail, c.prev_status, c.carrier, c.leg, fields["legs"], c.version,

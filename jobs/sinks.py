@@ -76,9 +76,31 @@ class StoreWriter(FlatMapFunction):
     callers outside a Flink pipeline.
     """
 
+    def __init__(self, cfg: StoreConfig):
+        self.cfg = cfg
+
     @staticmethod
     def batch_key(emit: Any) -> str:
         raise NotImplementedError
+
+    def _connect(self) -> None:
+        """What every writer's ``open`` needs: a Cassandra session with its WriteSender
+        (``_session``, ``_sender``; ``_unset`` marks a column a write leaves alone) and a
+        Redis client (``_redis``)."""
+        import redis
+        from cassandra.query import UNSET_VALUE
+
+        from fleetflow.cassandra_session import connect
+        from fleetflow.cassandra_writes import WriteSender
+
+        self._unset = UNSET_VALUE
+        self._cluster, self._session = connect(self.cfg, keyspace=self.cfg.keyspace)
+        self._sender = WriteSender(self._session, UNSET_VALUE)
+        self._redis = redis.Redis.from_url(self.cfg.redis_url)
+
+    def close(self):
+        if getattr(self, "_cluster", None) is not None:
+            self._cluster.shutdown()
 
     def write_batch(self, emits: list) -> None:
         raise NotImplementedError
@@ -111,5 +133,7 @@ def redis_scripts_pipeline(client, scripts: list, build: Callable[[Any], None]) 
     raise AssertionError("unreachable")
 
 
-def evalsha(pipe, script, keys: list, args: list) -> None:
-    pipe.evalsha(script.sha, len(keys), *keys, *args)
+def evalsha(pipe, script, keys: list, args: list, fields: dict[str, str] | None = None) -> None:
+    """Queues ``script`` with ``args`` followed by ``fields`` as name, value pairs."""
+    pairs = [x for kv in fields.items() for x in kv] if fields else []
+    pipe.evalsha(script.sha, len(keys), *keys, *args, *pairs)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pyflink.datastream import RuntimeContext
 
-from jobs.sinks import VEHICLES_GEO_KEY, StoreConfig, StoreWriter, evalsha, redis_scripts_pipeline, vehicle_key
+from jobs.sinks import VEHICLES_GEO_KEY, StoreWriter, evalsha, redis_scripts_pipeline, vehicle_key
 
 # KEYS[1] = hash, ARGV[1] = guard time, then field/value pairs. Returns 1 when written.
 _UPSERT_IF_NOT_OLDER = """
@@ -59,19 +59,8 @@ class VehicleStoreWriter(StoreWriter):
 
     batch_key = staticmethod(_batch_key)
 
-    def __init__(self, cfg: StoreConfig):
-        self.cfg = cfg
-
     def open(self, runtime_context: RuntimeContext):
-        import redis
-
-        from cassandra.query import UNSET_VALUE
-
-        from fleetflow.cassandra_session import connect
-        from fleetflow.cassandra_writes import WriteSender
-
-        self._cluster, self._session = connect(self.cfg, keyspace=self.cfg.keyspace)
-        self._sender = WriteSender(self._session, UNSET_VALUE)
+        self._connect()
         self._position = self._session.prepare(
             "INSERT INTO vehicle_positions (vehicle_id, day, event_time_ms, event_id, lat, lon, speed_mps,"
             " heading_deg, accuracy_m, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -79,14 +68,9 @@ class VehicleStoreWriter(StoreWriter):
             "INSERT INTO fence_events_by_vehicle (vehicle_id, day, event_time_ms, event_id, event_type, geofence_id,"
             " kind, facility_id, visit_start_ms, detected_time_ms, interpolated, reason)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        self._redis = redis.Redis.from_url(self.cfg.redis_url)
         self._upsert = self._redis.register_script(_UPSERT_IF_NOT_OLDER)
         metrics = runtime_context.get_metrics_group()
         self._stale = metrics.counter("vehicle_snapshots_stale")
-
-    def close(self):
-        if getattr(self, "_cluster", None) is not None:
-            self._cluster.shutdown()
 
     def write_batch(self, emits: list) -> None:
         """Cassandra rows all in flight at once; the snapshots' guards in one Redis
@@ -118,10 +102,8 @@ class VehicleStoreWriter(StoreWriter):
 
         def guards(pipe):
             for snap in snaps:
-                args: list[Any] = [snap.last_event_time_ms]
-                for k, v in snapshot_fields(snap, updated_ms).items():
-                    args += [k, v]
-                evalsha(pipe, self._upsert, [vehicle_key(snap.vehicle_id)], args)
+                evalsha(pipe, self._upsert, [vehicle_key(snap.vehicle_id)], [snap.last_event_time_ms],
+                        snapshot_fields(snap, updated_ms))
         accepted = redis_scripts_pipeline(self._redis, [self._upsert], guards)
         won = [snap for snap, ok in zip(snaps, accepted) if ok]
         if len(won) < len(snaps):
