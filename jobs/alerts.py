@@ -16,21 +16,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import OutputTag, ProcessFunction, StreamExecutionEnvironment
+from pyflink.datastream import StreamExecutionEnvironment
 
-from fleetflow import alert_routing, contracts, topics
-from fleetflow.ingest import make_dead_letter, route_record
+from fleetflow import alert_routing, topics
 from jobs.alerting import encode_alert
 from jobs.alerts_sinks import AlertStoreWriter
 from jobs.common import JobConfig, Outputs, Sinks, attach, run
 from jobs.operators import DecisionOperator
 from jobs.sinks import BYTES
-from jobs.validate import MAX_DETAIL_CHARS, event_time_strategy
+from jobs.validate import DEAD_LETTERS, ValidateRecords, event_time_strategy
 from udfs import alerts as rules
-from udfs.validation import ValidationConfig
 
 JOB_NAME = "fleetflow-alerts"
 # Stable operator ids: savepoints map state to these, so never rename them.
@@ -44,8 +42,6 @@ UID_ACKS = "alert-acks-apply"
 UIDS_SINKS = {"store": "alerts-store-writer", "store_sink": "alerts-store-sink",
               "dead_letters": "alerts-dead-letter-sink", topics.ALERTS.name: "alerts-topic-sink"}
 
-DEAD_LETTERS = OutputTag("alert-dead-letters", BYTES)
-INVALID_RECORD = "INVALID_RECORD"
 # Alert types come from producers; beyond this many, per-type metrics share one group.
 MAX_METRIC_TYPES = 64
 OTHER_TYPE = "OTHER"
@@ -55,56 +51,6 @@ OTHER_TYPE = "OTHER"
 class AlertOutputs(Outputs):
     # Avro-encoded ``ff.alerts`` records (the gated, routed alerts).
     alerts: object = None
-
-
-class ValidateInput(ProcessFunction):
-    """Decode one topic's records and run ``check`` on them; the rest become dead letters.
-
-    Stateless. Counts ``<schema>_in``, ``<schema>_valid`` and ``dead_letters_<REASON>``.
-    Valid records leave as ``view(record)``; dead letters leave on ``DEAD_LETTERS``,
-    Avro-encoded with their bytes and origin. Exactly one of the two per input.
-    """
-
-    def __init__(self, schema: str, view: Callable[[dict], Any],
-                 check: Callable[[Mapping[str, Any], int, ValidationConfig], str | None], cfg: ValidationConfig):
-        self.schema = schema
-        self.view = view
-        self.check = check
-        self.cfg = cfg
-
-    def open(self, runtime_context):
-        self._metrics = runtime_context.get_metrics_group()
-        self._in = self._metrics.counter(f"{self.schema}_in")
-        self._valid = self._metrics.counter(f"{self.schema}_valid")
-        self._by_reason = {}
-
-    def process_element(self, row, ctx: ProcessFunction.Context):
-        self._in.inc()
-        now_ms = ctx.timer_service().current_processing_time()
-        raw = bytes(b & 0xFF for b in row["value"]) if not isinstance(row["value"], bytes) else row["value"]
-        origin = dict(source_topic=row["topic"], source_partition=row["partition"], source_offset=row["offset"])
-        record, dead = route_record(raw, self.schema, now_ms, self.cfg, frozenset(), **origin)
-        if dead is None:
-            reason = self.check(record, now_ms, self.cfg)
-            try:
-                view = None if reason else self.view(record)
-            except (KeyError, TypeError, ValueError) as exc:
-                reason, view = INVALID_RECORD, None
-                record = {**record, "error": str(exc)}
-            if view is not None:
-                self._valid.inc()
-                yield view
-                return
-            dead = make_dead_letter(reason, _describe(self.schema, record), raw, detected_time_ms=now_ms, **origin)
-        self._count(dead["reason"])
-        dead["detail"] = dead["detail"][:MAX_DETAIL_CHARS]
-        yield DEAD_LETTERS, contracts.encode("dead_letters", dead)
-
-    def _count(self, reason: str) -> None:
-        counter = self._by_reason.get(reason)
-        if counter is None:
-            counter = self._by_reason[reason] = self._metrics.counter(f"dead_letters_{reason}")
-        counter.inc()
 
 
 def _describe(schema: str, record: Mapping[str, Any]) -> str:
@@ -175,7 +121,8 @@ def rule_config(cfg: JobConfig, name: str, base):
 
 
 def _validated(stream, schema: str, view, check, cfg: JobConfig, uid_validate: str, uid_watermarks: str):
-    checked = (stream.process(ValidateInput(schema, view, check, cfg.validation()),
+    checked = (stream.process(ValidateRecords(schema, view, cfg.validation(), check=check,
+                                              describe=lambda record: _describe(schema, record)),
                               output_type=Types.PICKLED_BYTE_ARRAY())
                .uid(uid_validate).name(f"decode + validate {schema}"))
     strategy = event_time_strategy(cfg.out_of_orderness_ms, cfg.idleness_ms)

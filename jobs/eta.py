@@ -25,24 +25,19 @@ slots survive restarts with the rest of its keyed state and expire by state TTL.
 """
 from __future__ import annotations
 
-import pickle
 import time
 
-from pyflink.common import Duration, WatermarkStrategy
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext, StreamExecutionEnvironment
-from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.datastream import KeyedProcessFunction, RuntimeContext, StreamExecutionEnvironment
+from pyflink.datastream.state import MapStateDescriptor
 
-from fleetflow import contracts, topics
-from fleetflow.contracts import ContractError
-from fleetflow.ingest import make_dead_letter
+from fleetflow import topics
 from jobs.alerting import to_candidates
 from jobs.common import JobConfig, Outputs, Sinks, attach, run
 from jobs.eta_sinks import EtaStoreWriter
 from jobs.operators import DecisionOperator
-from jobs.sources import RAW_RECORD_TYPE
 from jobs.state_ttl import ttl_config
-from jobs.validate import DEAD_LETTERS, EventTime, validated_unique
+from jobs.validate import validated_unique
 from udfs import speed_model
 from udfs.eta import Assignment, EtaConfig, ParcelDone, assignment_problem, hold_ping, van_on_timer, van_step
 from udfs.events import Ping
@@ -52,8 +47,6 @@ from udfs.promise import ParcelPromiseConfig, PromiseAlert, PromiseConfig, promi
 
 JOB_NAME = "fleetflow-eta"
 # Stable operator ids. The ingest stages add eta-pings-*, eta-assignments-*, eta-states-*.
-UID_ASSIGNMENTS_CHECK = "eta-assignments-check"
-UID_STATES_CHECK = "eta-states-check"
 UID_TRACKER = "eta-parcel-tracker"
 UID_VAN = "eta-van-route"
 UID_LANES = "eta-lane-model"
@@ -79,32 +72,6 @@ def _ttl(days: int):
     return ttl_config(days * _DAY_MS)
 
 
-class CheckRecords(ProcessFunction):
-    """Dead-letters records that decode but that the ETA rules cannot use (blank ids,
-    bad stop coordinates, version 0), with their bytes and origin. Stateless. Records
-    that do not decode pass on unchanged: the ingest stage dead-letters those."""
-
-    def __init__(self, schema: str, problem):
-        self.schema = schema
-        self.problem = problem
-
-    def process_element(self, row, ctx: ProcessFunction.Context):
-        raw = bytes(row["value"])
-        try:
-            _, record = contracts.decode(raw, expected=self.schema)
-        except ContractError:
-            yield row
-            return
-        reason = self.problem(record)
-        if reason is None:
-            yield row
-            return
-        dead = make_dead_letter(reason, f"{self.schema}: {reason}", raw, source_topic=row["topic"],
-                                source_partition=row["partition"], source_offset=row["offset"],
-                                detected_time_ms=ctx.timer_service().current_processing_time())
-        yield DEAD_LETTERS, contracts.encode("dead_letters", dead)
-
-
 def _event_now(ctx, value) -> int:
     """The rule's clock: the element's timestamp, else its own event time.
 
@@ -127,14 +94,7 @@ class EventTimeOperator(DecisionOperator):
     alerts are the same in a replay as live. Optionally puts a state TTL on the rule state."""
 
     def __init__(self, step, on_timer=None, state_name: str = "rule-state", ttl_days: int | None = None):
-        super().__init__(step, on_timer, state_name)
-        self._ttl_days = ttl_days
-
-    def open(self, runtime_context: RuntimeContext):
-        desc = ValueStateDescriptor(self._state_name, Types.PICKLED_BYTE_ARRAY())
-        if self._ttl_days:
-            desc.enable_time_to_live(_ttl(self._ttl_days))
-        self._state = runtime_context.get_state(desc)
+        super().__init__(step, on_timer, state_name, ttl_ms=ttl_days * _DAY_MS if ttl_days else None)
 
     def process_element(self, value, ctx: KeyedProcessFunction.Context):
         yield from self._apply(self._step(self._load(), value, _event_now(ctx, value)), ctx)
@@ -150,7 +110,7 @@ class _SlotView:
         return self._slots.get(key)
 
 
-class VanEtaOperator(KeyedProcessFunction):
+class VanEtaOperator(DecisionOperator):
     """The van rule (udfs.eta.van_step) plus the van's speed model.
 
     Pings are learned from at once and held until the watermark passes them
@@ -164,11 +124,13 @@ class VanEtaOperator(KeyedProcessFunction):
     """
 
     def __init__(self, eta_cfg: EtaConfig, speed_cfg: speed_model.SpeedModelConfig):
+        # The rule needs the slot lookup, so process_element calls it directly, not via ``_step``.
+        super().__init__(step=None, state_name="van-eta")
         self.eta_cfg = eta_cfg
         self.speed_cfg = speed_cfg
 
     def open(self, runtime_context: RuntimeContext):
-        self._state = runtime_context.get_state(ValueStateDescriptor("van-eta", Types.PICKLED_BYTE_ARRAY()))
+        super().open(runtime_context)
         slots = MapStateDescriptor("speed-slots", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         slots.enable_time_to_live(_ttl(SPEED_SLOT_TTL_DAYS))
         self._slots = runtime_context.get_map_state(slots)
@@ -189,43 +151,10 @@ class VanEtaOperator(KeyedProcessFunction):
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         yield from self._apply(van_on_timer(self._load(), timestamp, self.eta_cfg, self._lookup), ctx)
 
-    def _load(self):
-        raw = self._state.value()
-        return None if raw is None else pickle.loads(raw)
 
-    def _apply(self, d, ctx):
-        if d.state is None:
-            self._state.clear()
-        else:
-            self._state.update(pickle.dumps(d.state, protocol=pickle.HIGHEST_PROTOCOL))
-        timers = ctx.timer_service()
-        for t in d.cancel_timers_ms:
-            timers.delete_event_time_timer(t)
-        if d.timer_ms is not None:
-            timers.register_event_time_timer(d.timer_ms)
-        return d.emits
-
-
-def _restamped(stream, cfg: JobConfig, uid: str, name: str):
-    """Event-time timestamps and watermarks again, after the shared ingest stage.
-
-    PyFlink 2.2's ``WatermarkStrategy.with_idleness`` returns a strategy without the
-    Python timestamp assigner set before it, so in the ingest stage's
-    ``...with_timestamp_assigner(...).with_idleness(...)`` every record keeps
-    Long.MIN_VALUE and the watermark never moves on a running cluster. This job's
-    timers (held pings, held shipment states) need it, so it stamps its streams itself,
-    calling with_idleness first. Stateless; harmless once jobs/validate.py is fixed.
-    """
-    strategy = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
-                .with_idleness(Duration.of_millis(cfg.idleness_ms))
-                .with_timestamp_assigner(EventTime()))
-    return stream.assign_timestamps_and_watermarks(strategy).uid(uid).name(name)
-
-
-def _checked(stream, schema: str, problem, uid: str):
-    out = (stream.process(CheckRecords(schema, problem), output_type=RAW_RECORD_TYPE)
-           .uid(uid).name(f"check {schema}"))
-    return out, out.get_side_output(DEAD_LETTERS)
+def _only_record(problem):
+    """The ETA rules' record checks as an ingest ``check`` (they need no clock or config)."""
+    return lambda record, now_ms, cfg: problem(record)
 
 
 def _alert_record(alert: PromiseAlert) -> dict:
@@ -245,16 +174,10 @@ def build_pipeline(env: StreamExecutionEnvironment, pings, assignments, shipment
                   dedup_ttl_ms=cfg.dedup_ttl_ms)
 
     pings_u, dead_p = validated_unique(pings, "pings", Ping.from_record, uid_prefix="eta-pings", **ingest)
-    asg_ok, dead_ac = _checked(assignments, "assignments", assignment_problem, UID_ASSIGNMENTS_CHECK)
-    asg_u, dead_a = validated_unique(asg_ok, "assignments", Assignment.from_record, uid_prefix="eta-assignments",
-                                     **ingest)
-    states_ok, dead_sc = _checked(shipment_states, "shipment_states", shipment_state_problem, UID_STATES_CHECK)
-    states_u, dead_s = validated_unique(states_ok, "shipment_states", ShipmentView.from_record,
-                                        uid_prefix="eta-states", **ingest)
-
-    pings_u = _restamped(pings_u, cfg, "eta-pings-event-time", "pings event time (ETA)")
-    asg_u = _restamped(asg_u, cfg, "eta-assignments-event-time", "assignments event time (ETA)")
-    states_u = _restamped(states_u, cfg, "eta-states-event-time", "shipment states event time (ETA)")
+    asg_u, dead_a = validated_unique(assignments, "assignments", Assignment.from_record, uid_prefix="eta-assignments",
+                                     check=_only_record(assignment_problem), **ingest)
+    states_u, dead_s = validated_unique(shipment_states, "shipment_states", ShipmentView.from_record,
+                                        uid_prefix="eta-states", check=_only_record(shipment_state_problem), **ingest)
 
     tracked = (asg_u.union(states_u).key_by(lambda e: e.tracking_id, key_type=Types.STRING())
                .process(EventTimeOperator(lambda st, ev, now: parcel_step(st, ev, now, tracker_cfg),
@@ -281,7 +204,7 @@ def build_pipeline(env: StreamExecutionEnvironment, pings, assignments, shipment
     if sinks.alerts is not None:
         alerts = emits.filter(lambda e: isinstance(e, PromiseAlert)).map(_alert_record, output_type=PICKLED)
         sinks.alerts(to_candidates(alerts, UID_ALERTS))
-    dead = dead_p.union(dead_ac, dead_a, dead_sc, dead_s)
+    dead = dead_p.union(dead_a, dead_s)
     return attach(sinks, emits, dead)
 
 

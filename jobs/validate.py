@@ -1,7 +1,7 @@
 """The ingest stage every job starts with: decode, validate, dead-letter the rest."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from pyflink.common import Duration, WatermarkStrategy
 from pyflink.common.typeinfo import Types
@@ -9,7 +9,7 @@ from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import OutputTag, ProcessFunction
 
 from fleetflow import contracts
-from fleetflow.ingest import route_record
+from fleetflow.ingest import make_dead_letter, route_record
 from jobs.operators import DecisionOperator
 from jobs.sinks import BYTES
 from udfs import dedup, validation
@@ -18,20 +18,38 @@ DEAD_LETTERS = OutputTag("dead-letters", BYTES)
 MAX_DETAIL_CHARS = 500
 
 
+Check = Callable[[Mapping[str, Any], int, validation.ValidationConfig], "str | None"]
+# A record that decodes and passes the shared rules but that its view or check refuses.
+INVALID_RECORD = "INVALID_RECORD"
+
+
+def _bytes(value) -> bytes:
+    # Records handed over from Java collections arrive as signed bytes.
+    return value if isinstance(value, bytes) else bytes(b & 0xFF for b in value)
+
+
 class ValidateRecords(ProcessFunction):
     """Decode and validate one topic's records; anything untrusted becomes a dead letter.
 
     Stateless. Counts ``<schema>_in``, ``<schema>_valid`` and ``dead_letters_<REASON>`` as
     Flink metrics. Valid records leave as ``view(record)``; dead letters leave on the
-    ``DEAD_LETTERS`` side output, Avro-encoded, with their bytes and origin.
+    ``DEAD_LETTERS`` side output, Avro-encoded, with their bytes and origin. Exactly one
+    of the two per input: a ``view`` that raises on a record the shared rules let through
+    dead-letters it as ``INVALID_RECORD`` instead of failing the job.
+
+    ``check(record, now_ms, cfg)`` (optional) adds a topic's own rules: it returns a
+    reason code or None. ``describe(record)`` (optional) is the dead letter's detail.
     """
 
     def __init__(self, schema: str, view: Callable[[dict], Any], cfg: validation.ValidationConfig,
-                 known_carriers: frozenset[str]):
+                 known_carriers: frozenset[str] = frozenset(), check: Check | None = None,
+                 describe: Callable[[Mapping[str, Any]], str] | None = None):
         self.schema = schema
         self.view = view
         self.cfg = cfg
         self.known_carriers = known_carriers
+        self.check = check
+        self.describe = describe
 
     def open(self, runtime_context):
         self._metrics = runtime_context.get_metrics_group()
@@ -42,13 +60,22 @@ class ValidateRecords(ProcessFunction):
     def process_element(self, row, ctx: ProcessFunction.Context):
         self._in.inc()
         now_ms = ctx.timer_service().current_processing_time()
-        record, dead = route_record(bytes(row["value"]), self.schema, now_ms, self.cfg, self.known_carriers,
-                                    source_topic=row["topic"], source_partition=row["partition"],
-                                    source_offset=row["offset"])
+        raw = _bytes(row["value"])
+        origin = dict(source_topic=row["topic"], source_partition=row["partition"], source_offset=row["offset"])
+        record, dead = route_record(raw, self.schema, now_ms, self.cfg, self.known_carriers, **origin)
         if dead is None:
-            self._valid.inc()
-            yield self.view(record)
-            return
+            reason = self.check(record, now_ms, self.cfg) if self.check else None
+            try:
+                view = None if reason else self.view(record)
+            except (KeyError, TypeError, ValueError) as exc:
+                reason, view = INVALID_RECORD, None
+                record = {**record, "error": str(exc)}
+            if view is not None:
+                self._valid.inc()
+                yield view
+                return
+            detail = self.describe(record) if self.describe else f"{self.schema}: {record.get('error', reason)}"
+            dead = make_dead_letter(reason, detail, raw, detected_time_ms=now_ms, **origin)
         counter = self._by_reason.get(dead["reason"])
         if counter is None:
             counter = self._by_reason[dead["reason"]] = self._metrics.counter(f"dead_letters_{dead['reason']}")
@@ -76,12 +103,12 @@ def event_time_strategy(out_of_orderness_ms: int, idleness_ms: int) -> Watermark
 
 def validated_unique(stream, schema: str, view: Callable[[dict], Any], *, validation_cfg: validation.ValidationConfig,
                      known_carriers: frozenset[str], out_of_orderness_ms: int, idleness_ms: int, dedup_ttl_ms: int,
-                     uid_prefix: str):
+                     uid_prefix: str, check: Check | None = None):
     """RawRecord rows → (valid events with event-time watermarks, deduplicated by event_id; dead letters).
 
     Operator uids are ``<uid_prefix>-validate``, ``-watermarks`` and ``-dedup``; keep them stable.
     """
-    checked = (stream.process(ValidateRecords(schema, view, validation_cfg, known_carriers),
+    checked = (stream.process(ValidateRecords(schema, view, validation_cfg, known_carriers, check=check),
                               output_type=Types.PICKLED_BYTE_ARRAY())
                .uid(f"{uid_prefix}-validate").name(f"decode + validate {schema}"))
     dead = checked.get_side_output(DEAD_LETTERS)

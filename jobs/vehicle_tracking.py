@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyflink.common import Duration, WatermarkStrategy
-from pyflink.common.time import Time
 from pyflink.common.typeinfo import Types
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag, ProcessFunction, StreamExecutionEnvironment
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from pyflink.datastream.time_domain import TimeDomain
 
 from fleetflow import contracts, topics
@@ -30,6 +29,7 @@ from fleetflow.ingest import make_dead_letter, route_record
 from jobs.alerting import encode_alert
 from jobs.common import JobConfig, Outputs, Sinks, run
 from jobs.sinks import BYTES
+from jobs.state_ttl import ttl_config
 from jobs.validate import DEAD_LETTERS, MAX_DETAIL_CHARS, validated_unique
 # Emitted between operators, so it must live in an importable module (jobs run as __main__).
 from jobs.vehicle_sinks import FenceRow
@@ -55,15 +55,6 @@ BAD_GEOFENCE = "BAD_GEOFENCE"
 # whose timers never fire because its watermark stopped for good.
 STATE_TTL_MS = 7 * 86_400_000
 
-
-class _JavaDefaultCompaction:
-    """Stands in for ``periodic_compaction_time``. Without one, PyFlink builds a
-    ``Duration.of_days(30)`` through the Py4J gateway, which does not exist inside a
-    thread-mode TaskManager; the value is not passed to Java anyway (Flink's own 30-day
-    default applies)."""
-
-
-_JAVA_DEFAULT_COMPACTION = _JavaDefaultCompaction()
 
 FENCE_EVENTS = OutputTag("fence-events", BYTES)
 GEOFENCE_SCANS = OutputTag("geofence-scans", BYTES)
@@ -149,15 +140,7 @@ class VehicleOperator(KeyedBroadcastProcessFunction):
 
     def open(self, runtime_context):
         desc = ValueStateDescriptor("vehicle-state", Types.PICKLED_BYTE_ARRAY())
-        desc.enable_time_to_live(StateTtlConfig.new_builder(Time.milliseconds(self._state_ttl_ms))
-                                 .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-                                 .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-                                 # Explicit strategies only: PyFlink's defaults need the Py4J
-                                 # gateway (see _JavaDefaultCompaction).
-                                 .disable_cleanup_in_background()
-                                 .cleanup_incrementally(10, False)
-                                 .cleanup_in_rocksdb_compact_filter(1000, _JAVA_DEFAULT_COMPACTION)
-                                 .build())
+        desc.enable_time_to_live(ttl_config(self._state_ttl_ms))
         self._state = runtime_context.get_state(desc)
         self._index: GeofenceIndex | None = None
         self._started_ms: int | None = None

@@ -35,7 +35,7 @@ from typing import Any, Mapping
 from udfs import fence_membership as fm
 from udfs import vehicle_position as vp
 from udfs import vehicle_watch as vw
-from udfs.alerts import Alert, from_geofence_event, from_vehicle_event
+from udfs.alerts import from_geofence_event, from_vehicle_event
 from udfs.events import Ping
 from udfs.geofence import GeofenceIndex
 

@@ -1,0 +1,100 @@
+"""The shared ingest stage: exactly one of (view, dead letter) per input, never an exception."""
+import time
+
+from fleetflow import contracts
+from jobs.validate import DEAD_LETTERS, INVALID_RECORD, ValidateRecords
+from tests.builders import ping
+from udfs.events import Ping
+from udfs.validation import ValidationConfig
+
+
+class _Counter:
+    def __init__(self):
+        self.count = 0
+
+    def inc(self):
+        self.count += 1
+
+
+class _Metrics:
+    def __init__(self):
+        self.counters = {}
+
+    def counter(self, name):
+        return self.counters.setdefault(name, _Counter())
+
+
+class _Runtime:
+    def __init__(self):
+        self.metrics = _Metrics()
+
+    def get_metrics_group(self):
+        return self.metrics
+
+
+class _Timers:
+    def current_processing_time(self):
+        return int(time.time() * 1000)
+
+
+class _Ctx:
+    def timer_service(self):
+        return _Timers()
+
+
+def _run(op, rows):
+    runtime = _Runtime()
+    op.open(runtime)
+    out = [x for row in rows for x in op.process_element(row, _Ctx())]
+    return out, runtime.metrics.counters
+
+
+def _row(value, offset=0):
+    return {"value": value, "topic": "ff.pings", "partition": 1, "offset": offset}
+
+
+def _dead(out):
+    return [contracts.decode(bytes(x[1]))[1] for x in out if isinstance(x, tuple) and x[0] is DEAD_LETTERS]
+
+
+def _fresh_ping(**kw):
+    return contracts.encode("pings", ping(at_ms=int(time.time() * 1000) - 1000, **kw))
+
+
+def test_valid_record_leaves_as_its_view_and_garbage_as_a_dead_letter():
+    out, counters = _run(ValidateRecords("pings", Ping.from_record, ValidationConfig()),
+                         [_row(_fresh_ping()), _row(b"\x00junk", offset=7)])
+    assert [type(x) for x in out if not isinstance(x, tuple)] == [Ping]
+    (dead,) = _dead(out)
+    assert (dead["reason"], dead["source_topic"], dead["source_partition"], dead["source_offset"]) == (
+        "UNDECODABLE", "ff.pings", 1, 7)
+    assert counters["pings_in"].count == 2 and counters["pings_valid"].count == 1
+
+
+def test_java_signed_bytes_decode_like_python_bytes():
+    raw = _fresh_ping()
+    signed = [b - 256 if b > 127 else b for b in raw]
+    out, _ = _run(ValidateRecords("pings", Ping.from_record, ValidationConfig()), [_row(signed)])
+    assert len(out) == 1 and isinstance(out[0], Ping)
+
+
+def test_a_check_refusal_is_a_dead_letter_with_the_checks_reason_and_the_original_bytes():
+    raw = _fresh_ping(vehicle_id="VAN-BANNED")
+    check = lambda record, now_ms, cfg: "BANNED_VAN" if record["vehicle_id"] == "VAN-BANNED" else None  # noqa: E731
+    out, counters = _run(ValidateRecords("pings", Ping.from_record, ValidationConfig(), check=check,
+                                         describe=lambda r: f"van {r['vehicle_id']}"),
+                         [_row(raw), _row(_fresh_ping(vehicle_id="VAN-OK"), offset=1)])
+    (dead,) = _dead(out)
+    assert (dead["reason"], dead["detail"], dead["original"]) == ("BANNED_VAN", "van VAN-BANNED", raw)
+    assert counters["dead_letters_BANNED_VAN"].count == 1
+    assert sum(1 for x in out if isinstance(x, Ping)) == 1
+
+
+def test_a_view_that_raises_dead_letters_the_record_instead_of_failing_the_job():
+    def view(record):
+        raise ValueError("heading out of range")
+
+    out, counters = _run(ValidateRecords("pings", view, ValidationConfig()), [_row(_fresh_ping())])
+    (dead,) = _dead(out)
+    assert dead["reason"] == INVALID_RECORD and "heading out of range" in dead["detail"]
+    assert counters["pings_valid"].count == 0
