@@ -96,8 +96,10 @@ def _wait_for_committed_offsets(stack, timeout_s: float = 90) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             committed = admin.list_consumer_group_offsets(JOB, partitions=parts)
+            # A partition that never held a record has nothing to commit (the group's offset
+            # stays -1 there), so only partitions with records can be behind.
             behind = {tp.partition: (committed[tp].offset if tp in committed else None, end[tp])
-                      for tp in parts if tp not in committed or committed[tp].offset < end[tp]}
+                      for tp in parts if end[tp] > 0 and (tp not in committed or committed[tp].offset < end[tp])}
             if not behind:
                 return
             if time.monotonic() > deadline:
