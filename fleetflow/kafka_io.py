@@ -16,6 +16,11 @@ def producer(bootstrap: str, **overrides):
 
 
 def publish(bootstrap: str, topic: str, schema: str, records: Iterable[dict], key_field: str | None) -> int:
+    records = list(records)
+    # kafka-python's idempotent producer can hang forever in close() when it never sent
+    # anything (its sender thread waits on a socket with no request in flight).
+    if not records:
+        return 0
     p = producer(bootstrap)
     n = 0
     try:
