@@ -7,8 +7,15 @@ rules so the operator stays a thin adapter:
 * :mod:`udfs.vehicle_position`: a Cassandra history row per ping;
 * :mod:`udfs.fence_membership`: ENTER/EXIT with dwell and hysteresis;
 * :mod:`udfs.vehicle_watch`: stalls, route deviation, lost signal, fed with the kinds
-  of the fences the van is in *after* this ping's membership update;
-* parcels on board (LOADED/UNLOADED assignments) and the route plan built from them;
+  (and the CUSTOMER_STOP facility ids) of the fences the van is in *after* this
+  ping's membership update;
+* parcels on board (LOADED/UNLOADED assignments) and the route plan built from them.
+  The plan also names the route's stops (``stop_ids``: every stop loaded for the
+  current route, delivered ones included), so the watch pauses the stall clock only
+  in the van's own CUSTOMER_STOP fences. Delivered stops stay in it so a van lingering
+  at the stop it has just unloaded at is not taken for a stalled one. The plan is
+  kept, with no path, after the last parcel is unloaded, and cleared by a new route
+  or the shift end;
 * the shift: a van that comes back into a DEPOT fence after leaving one on shift
   has ended its shift (``OFF_SHIFT``: no silence, stall or deviation alerts; parcels
   left on board are dropped); the next LOADED starts a new one;
@@ -141,6 +148,9 @@ class VehicleState:
     watch: vw.WatchState | None = None
     parcels: tuple[Parcel, ...] = ()
     route_id: str | None = None
+    # stop_id of every parcel LOADED for the current route, unloaded or not: the van's own
+    # CUSTOMER_STOP fences. Reset by a new route and by the shift end.
+    route_stop_ids: frozenset[str] = frozenset()
     # Where the route's plan starts and ends (the van's fix when loading began).
     plan_origin: tuple[float, float] | None = None
     # Event time the van last left a DEPOT fence while on shift.
@@ -196,7 +206,8 @@ def on_ping(state: VehicleState | None, ping: Ping, now_ms: int, index: Geofence
         emits.extend(from_vehicle_event(e, now_ms) for e in plan_events)
 
     kinds = frozenset(m.kind for m in md.state.members)
-    wd = vw.step(watch, ping, now_ms, rules.watch, fence_kinds=kinds)
+    stop_ids = frozenset(m.facility_id for m in md.state.members if m.kind == vw.CUSTOMER_STOP and m.facility_id)
+    wd = vw.step(watch, ping, now_ms, rules.watch, fence_kinds=kinds, customer_stop_ids=stop_ids)
     emits.extend(from_vehicle_event(e, now_ms) for e in wd.emits)
     s = replace(s, watch=wd.state)
     return _finish(s, emits, rules, operator_started_ms, moved=newer)
@@ -220,11 +231,12 @@ def on_assignment(state: VehicleState | None, a: Assignment, now_ms: int,
             # A new route: what was left from the old one is not part of this plan.
             parcels = {}
             origin = (s.last_ping.lat, s.last_ping.lon) if s.last_ping is not None else None
-            s = replace(s, route_id=a.route_id, plan_origin=origin)
+            s = replace(s, route_id=a.route_id, plan_origin=origin, route_stop_ids=frozenset())
             current = None
         if current is None or a.event_time_ms >= current.loaded_ms:
             parcels[a.tracking_id] = Parcel(a.tracking_id, a.route_id, a.stop_id, a.stop_order, a.stop_lat,
                                             a.stop_lon, a.event_time_ms)
+        s = replace(s, route_stop_ids=s.route_stop_ids | {a.stop_id})
     elif current is not None and a.event_time_ms >= current.loaded_ms:
         del parcels[a.tracking_id]
     s = replace(s, parcels=tuple(sorted(parcels.values(), key=lambda p: (p.stop_order, p.tracking_id))))
@@ -302,9 +314,17 @@ def _valid_point(lat: float, lon: float) -> bool:
     return math.isfinite(lat) and math.isfinite(lon) and -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0
 
 
+def plan_stop_ids(s: VehicleState) -> frozenset[str]:
+    """The route's stops: every stop loaded for it, and those of the parcels on board
+    (state written before ``route_stop_ids`` existed has only the latter)."""
+    return s.route_stop_ids | {p.stop_id for p in s.parcels}
+
+
 def _replan(s: VehicleState, watch: vw.WatchState | None, at_ms: int, rules: Rules):
-    points = plan_points(s)
-    plan = vw.RoutePlan(s.route_id, points) if points and s.route_id else None
+    points, stop_ids = plan_points(s), plan_stop_ids(s)
+    # With every parcel delivered there is no path left to deviate from, but the route's
+    # stops are still the van's own until a new route or the shift end.
+    plan = vw.RoutePlan(s.route_id, points, stop_ids) if (points or stop_ids) and s.route_id else None
     current = watch.plan if watch is not None else None
     if plan == current:
         return watch, []
@@ -323,7 +343,7 @@ def _track_shift(s: VehicleState, watch: vw.WatchState | None, ev: fm.GeofenceEv
     if ev.event_type == fm.ENTER and on_shift and s.left_depot_ms is not None \
             and ev.event_time_ms >= s.left_depot_ms:
         d = vw.set_shift(watch, s.vehicle_id, True, rules.watch)
-        s = replace(s, parcels=(), left_depot_ms=None, plan_origin=None)
+        s = replace(s, parcels=(), route_stop_ids=frozenset(), left_depot_ms=None, plan_origin=None)
         watch, events = _replan(s, d.state, ev.event_time_ms, rules)
         return s, watch, [from_vehicle_event(e, now_ms) for e in events]
     return s, watch, []

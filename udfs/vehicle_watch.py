@@ -9,16 +9,47 @@ same ``condition_start_ms``. The alert built from them therefore keeps one id
 through OPEN -> RESOLVED (see :mod:`udfs.alerts`).
 
 VEHICLE_STALLED / VEHICLE_RESUMED
-    The van is *en route* when it is on shift and inside no DEPOT, HUB or
-    CUSTOMER_STOP fence. The first good ping of a standstill is the *anchor*. Good
-    pings within ``stall_radius_m`` of the anchor keep it: parked GPS drift is not
-    motion. Low-quality pings (CELL, or ``accuracy_m`` over ``max_accuracy_m``) are
-    not evidence of motion at all. VEHICLE_STALLED is raised when an en-route van
-    has stayed at its anchor for ``stall_after_ms``, from a ping or from the timer.
+    The van is *en route* when it is on shift and not at one of *its* stops:
+    inside no DEPOT or HUB fence (shared facilities, so any van may wait there) and
+    inside no CUSTOMER_STOP fence of its own. A CUSTOMER_STOP fence is the van's own
+    when its ``facility_id`` is one of ``plan.stop_ids``, the stops of the van's
+    current route (:class:`RoutePlan`). A van that breaks down next to another
+    route's customer stop is therefore still en route, and its stall is reported.
+    A van with no plan, or with a plan that names no stops, does not know its stops:
+    then, as before this rule, any CUSTOMER_STOP fence counts as a stop. The caller
+    passes the ``facility_id`` s of the CUSTOMER_STOP fences the van is inside as
+    ``customer_stop_ids``; a CUSTOMER_STOP fence without a ``facility_id`` can never
+    be matched, so it is only a stop for a van without a plan.
+
+    The first good ping of a standstill is the *anchor*. Good pings within
+    ``stall_radius_m`` of the anchor keep it: parked GPS drift is not motion.
+    Low-quality pings (CELL, or ``accuracy_m`` over ``max_accuracy_m``) are not
+    evidence of motion, nor of standing still. VEHICLE_STALLED is raised when an
+    en-route van has stayed at its anchor for ``stall_after_ms``, from a ping or
+    from the timer, and the van has been *seen* there recently: the newest good
+    ping is no more than ``stall_max_ping_gap_ms`` before the deadline
+    ``anchor + stall_after_ms`` (a good ping at or after the deadline always is).
     Its time is ``anchor + stall_after_ms``. VEHICLE_RESUMED is raised by the first
     good ping outside the radius afterwards. While the van is at a stop, the anchor
     time moves with every ping, so a long customer stop does not count as a stall
     once the van leaves.
+
+    Why the ping-gap rule: without it, the timer raised VEHICLE_STALLED
+    ``stall_after_ms`` after the anchor even when no ping had arrived since. A van
+    whose tracker dropped out while it drove on was reported stalled for the gap
+    (and resumed by its next, far-away ping), and a van whose pings stopped for good
+    was reported stalled before it was reported SIGNAL_LOST (with the defaults, a
+    van that was driving: 5 minutes before). Cell fixes during a GPS drop-out were
+    no better: the first one after the deadline raised the stall, because a
+    low-quality ping keeps the anchor. A gap is not evidence of anything: a van that
+    goes quiet is SIGNAL_LOST, and a stall is reported only when a good ping near the
+    anchor shows the van still there. The default (2 min) tolerates a few missed
+    pings of a tracker reporting every 10-30 s; a sparser tracker's stall is raised
+    by its next good ping at the anchor instead of by the timer, so the rule can
+    delay a stall by up to one ping interval but never hides one while pings keep
+    coming. A van seen at its anchor until less than ``stall_max_ping_gap_ms``
+    before the deadline and silent afterwards is still reported stalled (and later
+    SIGNAL_LOST): it was observed standing for most of ``stall_after_ms``.
 
 ROUTE_DEVIATION / ROUTE_RECOVERED
     Needs a plan: a polyline of (lat, lon). A good ping farther than
@@ -95,8 +126,12 @@ STATE_EXPIRED = "STATE_EXPIRED"
 EVENT_TIME = "EVENT_TIME"
 PROCESSING_TIME = "PROCESSING_TIME"
 
-# Fence kinds where standing still is the job, not a stall.
-STOP_KINDS = frozenset({"DEPOT", "HUB", "CUSTOMER_STOP"})
+# Fence kinds where standing still is the job, not a stall. Depots and hubs are shared
+# facilities and count for every van; a CUSTOMER_STOP counts only when it is the van's own
+# (see the module docstring and _at_a_stop).
+CUSTOMER_STOP = "CUSTOMER_STOP"
+SHARED_STOP_KINDS = frozenset({"DEPOT", "HUB"})
+STOP_KINDS = SHARED_STOP_KINDS | {CUSTOMER_STOP}
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 
@@ -106,6 +141,12 @@ class WatchConfig:
     # Parked urban GPS wanders 10-30 m; 50 m separates drift from creeping traffic.
     stall_radius_m: float = 50.0
     stall_after_ms: int = 10 * MINUTE_MS
+    # A stall needs a good ping at the anchor no more than this before its deadline.
+    # Trackers report every 10-30 s, so 2 min is several missed pings; a longer silence
+    # is no evidence the van stood still (it may have driven off unseen), and a van
+    # that stops pinging altogether is SIGNAL_LOST, not stalled. A sparser tracker's
+    # stall is still raised, by its next good ping at the anchor (module docstring).
+    stall_max_ping_gap_ms: int = 2 * MINUTE_MS
     deviation_m: float = 500.0
     deviation_recover_m: float = 400.0
     deviation_after_ms: int = 5 * MINUTE_MS
@@ -135,8 +176,12 @@ DEFAULT_CONFIG = WatchConfig()
 @dataclass(frozen=True)
 class RoutePlan:
     route_id: str
-    # Planned path as (lat, lon) vertices, in driving order.
+    # Planned path as (lat, lon) vertices, in driving order; empty when there is no path
+    # left to follow (no deviation check then).
     points: tuple[tuple[float, float], ...]
+    # facility_id of every customer stop on this route: the van's own CUSTOMER_STOP
+    # fences. Empty means "not known", and then any CUSTOMER_STOP fence is a stop.
+    stop_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -162,6 +207,9 @@ class WatchState:
     last_ingest_ms: int | None = None
     last_lat: float | None = None
     last_lon: float | None = None
+    # Event time of the newest good ping: the evidence a stall needs (stall_max_ping_gap_ms).
+    # None in state written before this field existed; last_event_time_ms stands in then.
+    last_good_ms: int | None = None
     # (lat, lon, since_ms) of the standstill being measured.
     anchor: tuple[float, float, int] | None = None
     stalled_since_ms: int | None = None
@@ -185,9 +233,12 @@ def is_good(ping: Ping, cfg: WatchConfig = DEFAULT_CONFIG) -> bool:
 
 
 def step(state: WatchState | None, ping: Ping, now_ms: int, cfg: WatchConfig = DEFAULT_CONFIG, *,
-         fence_kinds: frozenset[str] = frozenset()) -> Decision[WatchState]:
+         fence_kinds: frozenset[str] = frozenset(),
+         customer_stop_ids: frozenset[str] = frozenset()) -> Decision[WatchState]:
     """Fold one ping in. ``now_ms`` is its wall-clock arrival (see the fallback notes);
-    ``fence_kinds`` are the kinds of the fences the van is inside right now."""
+    ``fence_kinds`` are the kinds of the fences the van is inside right now, and
+    ``customer_stop_ids`` the ``facility_id`` s of the CUSTOMER_STOP fences among them
+    (which of those are the van's own is decided against ``plan.stop_ids``)."""
     s = state or WatchState(vehicle_id=ping.vehicle_id)
     t = ping.event_time_ms
     if s.last_event_time_ms is not None and t <= s.last_event_time_ms:
@@ -200,7 +251,7 @@ def step(state: WatchState | None, ping: Ping, now_ms: int, cfg: WatchConfig = D
         emits.append(_event(SIGNAL_RESTORED, SIGNAL_LOST, RESOLVED, vid, t, s.signal_lost_since_ms, ping.lat, ping.lon))
         s = replace(s, signal_lost_since_ms=None)
 
-    en_route = not (fence_kinds & STOP_KINDS) and not s.shift_ended
+    en_route = not _at_a_stop(s.plan, fence_kinds, customer_stop_ids) and not s.shift_ended
     s = replace(s, en_route=en_route, in_depot="DEPOT" in fence_kinds)
 
     # Stall.
@@ -212,7 +263,7 @@ def step(state: WatchState | None, ping: Ping, now_ms: int, cfg: WatchConfig = D
         anchor = (ping.lat, ping.lon, t)
     if anchor is not None and not en_route:
         anchor = (anchor[0], anchor[1], t)
-    s = replace(s, anchor=anchor, stalled_since_ms=stalled_since)
+    s = replace(s, anchor=anchor, stalled_since_ms=stalled_since, last_good_ms=t if good else s.last_good_ms)
     s, stalled = _check_stall(s, t, cfg)
     emits.extend(stalled)
 
@@ -302,6 +353,31 @@ def processing_deadline_ms(state: WatchState | None, cfg: WatchConfig = DEFAULT_
 
 # --------------------------------------------------------------------------- internals
 
+def _at_a_stop(plan: RoutePlan | None, fence_kinds: frozenset[str], customer_stop_ids: frozenset[str]) -> bool:
+    """Whether standing still here is the job: a depot or hub, or one of the van's own stops."""
+    if fence_kinds & SHARED_STOP_KINDS:
+        return True
+    if CUSTOMER_STOP not in fence_kinds:
+        return False
+    own = plan.stop_ids if plan is not None else frozenset()
+    # No plan naming its stops: the van cannot tell its stops from others', so any counts.
+    return not own or bool(customer_stop_ids & own)
+
+
+def _stall_deadline_ms(s: WatchState, cfg: WatchConfig) -> int | None:
+    """When the standstill becomes a stall; None when it cannot (not en route, already
+    stalled, no anchor) or when no good ping has been seen close enough to it."""
+    a = s.anchor
+    if not s.en_route or s.stalled_since_ms is not None or a is None:
+        return None
+    due = a[2] + cfg.stall_after_ms
+    seen_ms = s.last_good_ms if s.last_good_ms is not None else s.last_event_time_ms
+    if seen_ms is None or due - seen_ms > cfg.stall_max_ping_gap_ms:
+        # Not seen at the anchor near the deadline: only a later good ping can tell.
+        return None
+    return due
+
+
 def _silence_watched(s: WatchState) -> bool:
     return (s.last_event_time_ms is not None and s.signal_lost_since_ms is None
             and not s.shift_ended and not s.in_depot)
@@ -315,9 +391,10 @@ def _lose_signal(s: WatchState, detected_by: str, cfg: WatchConfig, **details: s
 
 
 def _check_stall(s: WatchState, at_ms: int, cfg: WatchConfig) -> tuple[WatchState, list[VehicleEvent]]:
-    a = s.anchor
-    if not s.en_route or s.stalled_since_ms is not None or a is None or at_ms - a[2] < cfg.stall_after_ms:
+    due = _stall_deadline_ms(s, cfg)
+    if due is None or at_ms < due:
         return s, []
+    a = s.anchor
     event = _event(VEHICLE_STALLED, VEHICLE_STALLED, OPEN, s.vehicle_id, a[2] + cfg.stall_after_ms, a[2],
                    a[0], a[1], stall_radius_m=str(cfg.stall_radius_m))
     return replace(s, stalled_since_ms=a[2]), [event]
@@ -369,8 +446,9 @@ def _next_deadline(s: WatchState, cfg: WatchConfig) -> int | None:
     due = [s.last_event_time_ms + cfg.vehicle_state_ttl_ms]
     if _silence_watched(s):
         due.append(s.last_event_time_ms + cfg.silence_after_ms)
-    if s.en_route and s.stalled_since_ms is None and s.anchor is not None:
-        due.append(s.anchor[2] + cfg.stall_after_ms)
+    stall_ms = _stall_deadline_ms(s, cfg)
+    if stall_ms is not None:
+        due.append(stall_ms)
     if s.deviation_since_ms is None and s.off_route_since_ms is not None:
         due.append(s.off_route_since_ms + cfg.deviation_after_ms)
     return min(due)

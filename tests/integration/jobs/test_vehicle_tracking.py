@@ -180,8 +180,10 @@ def test_fifteen_minutes_parked_on_the_road_is_one_stall_candidate(run_result):
     resumed = [a for a in alerts if a["details"]["event_type"] == "VEHICLE_RESUMED"]
     assert [a["entity_id"] for a in resumed] == ["VAN-C"]
     assert [a["state"] for a in alerts if a["alert_id"] == resumed[0]["alert_id"]].count("OPEN") == 1
-    # The final watermark of the finite input stalls every van at its last fix; any other
-    # stall must have begun there, not while its pings were still coming.
+    # The final watermark of the finite input fires every pending timer; since a stall now
+    # needs a good ping near its deadline (stall_max_ping_gap_ms), it can stall a van only
+    # where its last fixes were. Any other stall must have begun there, not while its pings
+    # were still coming.
     last_ping = {}
     for v, _, _, t in run_result["pings"]:
         last_ping[v] = max(last_ping.get(v, 0), t)

@@ -11,6 +11,8 @@ from udfs.vehicle_watch import WatchConfig
 LAT, LON = 52.5200, 13.4050
 DEPOT = offset(LAT, LON, east_m=-3000)
 STOP = offset(LAT, LON, north_m=1000)
+# Another route's customer stop, away from every path the other tests drive.
+OTHER_STOP = offset(LAT, LON, north_m=-2000, east_m=2000)
 
 
 def at(north_m=0.0, east_m=0.0, base=(LAT, LON)):
@@ -23,6 +25,8 @@ def index():
                                     min_pings=2)),
         Geofence.from_dict(geofence("GF-STOP", "CUSTOMER_STOP", circle=(*STOP, 60.0), facility_id="STP-1",
                                     min_pings=2, dwell_ms=minutes(1))),
+        Geofence.from_dict(geofence("GF-OTHER-STOP", "CUSTOMER_STOP", circle=(*OTHER_STOP, 60.0),
+                                    facility_id="STP-OTHER-ROUTE", min_pings=2)),
         Geofence.from_dict(geofence("GF-HUB", "HUB", circle=(*at(north_m=-4000), 150.0), facility_id="HUB-1")),
     ])
 
@@ -162,7 +166,8 @@ def test_back_at_the_depot_ends_the_shift_no_silence_then_loading_starts_a_new_o
         run.ping(P(at(east_m=i * 5, base=DEPOT), t + i * seconds(20)))
     assert run.state.watch.shift_ended
     assert run.of(vs.VehicleSnapshot)[-1].status == vs.OFF_SHIFT
-    assert run.state.parcels == ()
+    assert run.state.parcels == () and run.state.route_stop_ids == frozenset()
+    assert run.state.watch.plan is None
     assert run.ptimer is None  # no wall-clock silence watch for a van parked after its shift
     run.advance_watermark(t + minutes(60))
     assert run.alerts("SIGNAL_LOST") == []
@@ -211,3 +216,83 @@ def test_out_of_order_ping_is_history_only():
     n = len(run.out)
     run.ping(P(at(east_m=400), T0_MS))
     assert [type(e) for e in run.out[n:]] == [PositionRow]
+
+
+def park(run, where, t_ms, n, step_ms=seconds(20)):
+    for i in range(n):
+        run.ping(P(at(east_m=i % 3, base=where), t_ms + i * step_ms))
+    return t_ms + n * step_ms
+
+
+def members(run):
+    return {m.geofence_id for m in run.state.membership.members}
+
+
+def test_breakdown_next_to_another_routes_customer_stop_raises_vehicle_stalled():
+    run = Run()
+    run.assign(A())  # the van's only stop is STP-1
+    t = drive(run, at(), OTHER_STOP, T0_MS, 10)
+    park(run, OTHER_STOP, t, 40)  # 13 min inside another route's stop fence
+    assert "GF-OTHER-STOP" in members(run)
+    opened = run.alerts("VEHICLE_STALLED", "OPEN")
+    assert len(opened) == 1 and run.of(vs.VehicleSnapshot)[-1].status == vs.STALLED
+
+
+def test_late_ping_from_own_stop_does_not_hide_breakdown_next_to_another_routes_stop():
+    # Out-of-order twin: a buffered fix from the van's own stop, dated during the breakdown.
+    run = Run()
+    run.assign(A())
+    t = drive(run, at(), OTHER_STOP, T0_MS, 10)
+    t2 = park(run, OTHER_STOP, t, 20)
+    run.ping(P(STOP, t + minutes(3)))
+    park(run, OTHER_STOP, t2, 20)
+    assert len(run.alerts("VEHICLE_STALLED", "OPEN")) == 1
+    assert run.state.watch.out_of_order_pings == 1
+
+
+def test_van_with_no_parcels_is_not_stalled_at_any_customer_stop():
+    # No plan: the van cannot tell its stops from others', so today's rule is kept.
+    run = Run()
+    t = drive(run, at(), OTHER_STOP, T0_MS, 10)
+    park(run, OTHER_STOP, t, 45)
+    assert run.state.watch.plan is None
+    assert run.alerts("VEHICLE_STALLED") == []
+
+
+def test_van_lingering_at_the_stop_it_has_just_delivered_to_is_not_stalled():
+    run = Run()
+    run.assign(A(tracking_id="TRK1"))
+    run.assign(A(tracking_id="TRK2", stop_id="STP-2", stop=at(north_m=3000), stop_order=2))
+    t = drive(run, at(), STOP, T0_MS, 5)
+    t = park(run, STOP, t, 6)
+    run.assign(A("UNLOADED", tracking_id="TRK1", t_ms=t))
+    assert run.state.watch.plan.stop_ids == {"STP-1", "STP-2"}  # delivered stops stay the van's own
+    park(run, STOP, t, 45)  # 15 more minutes at the door after the unload
+    assert run.alerts("VEHICLE_STALLED") == []
+
+
+def test_late_ping_does_not_stall_a_van_lingering_at_its_delivered_stop():
+    # Out-of-order twin: a late fix from outside every fence, dated after the unload.
+    run = Run()
+    run.assign(A(tracking_id="TRK1"))
+    run.assign(A(tracking_id="TRK2", stop_id="STP-2", stop=at(north_m=3000), stop_order=2))
+    t = drive(run, at(), STOP, T0_MS, 5)
+    t = park(run, STOP, t, 6)
+    run.assign(A("UNLOADED", tracking_id="TRK1", t_ms=t))
+    t2 = park(run, STOP, t, 20)
+    run.ping(P(at(), t + minutes(1)))
+    park(run, STOP, t2, 25)
+    assert run.alerts("VEHICLE_STALLED") == [] and run.state.watch.out_of_order_pings == 1
+
+
+def test_after_the_last_delivery_the_route_stops_are_still_the_vans_own():
+    run = Run()
+    run.assign(A())
+    t = drive(run, at(), STOP, T0_MS, 5)
+    t = park(run, STOP, t, 6)
+    run.assign(A("UNLOADED", t_ms=t))
+    plan = run.state.watch.plan
+    assert plan.points == () and plan.stop_ids == {"STP-1"}  # no path to deviate from, stops still known
+    t = drive(run, STOP, OTHER_STOP, t, 15)
+    park(run, OTHER_STOP, t, 40)
+    assert len(run.alerts("VEHICLE_STALLED", "OPEN")) == 1

@@ -1,3 +1,4 @@
+import pickle
 import random
 
 from tests.builders import T0_MS, hours, minutes, offset, ping, seconds
@@ -18,6 +19,7 @@ from udfs.vehicle_watch import (
     VEHICLE_STALLED,
     WATCH_EXPIRED,
     RoutePlan,
+    WatchState,
     on_processing_timer,
     on_timer,
     processing_deadline_ms,
@@ -63,11 +65,13 @@ class Van:
         self.max_pending = max(self.max_pending, len(self.timers))
         return d
 
-    def ping(self, where, t_ms, *, kinds=frozenset(), wall_ms=None, **kw):
+    def ping(self, where, t_ms, *, kinds=frozenset(), stops=frozenset(), wall_ms=None, **kw):
+        """``kinds``: kinds of the fences the van is in; ``stops``: facility ids of its CUSTOMER_STOP fences."""
         lat, lon = where
         pg = Ping.from_record(ping("VAN001", lat, lon, at_ms=t_ms, **kw))
         wall = t_ms + seconds(2) if wall_ms is None else wall_ms
-        return self.apply(step(self.state, pg, wall, self.cfg, fence_kinds=frozenset(kinds)))
+        return self.apply(step(self.state, pg, wall, self.cfg, fence_kinds=frozenset(kinds),
+                               customer_stop_ids=frozenset(stops)))
 
     def advance(self, watermark_ms):
         while self.timers and min(self.timers) <= watermark_ms:
@@ -131,15 +135,25 @@ def test_late_ping_from_elsewhere_does_not_resume_stalled_van():
     assert van.state.out_of_order_pings == 1 and van.state.stalled_since_ms == T0_MS + minutes(5)
 
 
-def test_stall_raised_by_timer_when_pings_stop():
+def test_stall_raised_by_timer_when_van_was_seen_at_anchor_within_2_min_of_deadline():
     van = Van()
-    van.ping(at(), T0_MS)
-    van.ping(at(3, 3), T0_MS + minutes(1))
-    van.advance(T0_MS + minutes(9))
+    parked(van, T0_MS, 9)  # pings at 0..8 min, then nothing
+    van.advance(T0_MS + minutes(10) - 1)
     assert van.types() == []
     van.advance(T0_MS + minutes(10))
     (e,) = van.events
     assert (e.event_type, e.event_time_ms, e.condition_start_ms) == (VEHICLE_STALLED, T0_MS + minutes(10), T0_MS)
+
+
+def test_late_ping_does_not_change_timer_raised_stall():
+    # Out-of-order twin: a fix from earlier in the standstill, uploaded late, changes nothing.
+    van = Van()
+    parked(van, T0_MS, 9)
+    van.ping(at(east_m=900), T0_MS + seconds(90))
+    van.advance(T0_MS + minutes(10))
+    assert [(e.event_type, e.event_time_ms, e.condition_start_ms) for e in van.events] == \
+        [(VEHICLE_STALLED, T0_MS + minutes(10), T0_MS)]
+    assert van.state.out_of_order_pings == 1
 
 
 def test_no_stall_while_at_customer_stop_and_clock_restarts_on_leaving():
@@ -362,7 +376,229 @@ def test_stale_or_unknown_timer_is_ignored():
 def test_first_ping_arms_earliest_deadline():
     van = Van()
     van.ping(at(), T0_MS)
-    assert van.timers == {T0_MS + minutes(10)}  # stall check comes before the silence check
+    # One fix cannot become a stall without another good ping near the anchor (the ping-gap
+    # rule), so the earliest deadline is the silence check.
+    assert van.timers == {T0_MS + minutes(15)}
+    parked(van, T0_MS + minutes(1), 8)  # seen at the anchor up to 8 min: the stall deadline is armed
+    assert van.timers == {T0_MS + minutes(10)}
     van2 = Van()
     van2.ping(at(), T0_MS, kinds={"CUSTOMER_STOP"})
     assert van2.timers == {T0_MS + minutes(15)}
+
+
+# ------------------------------------------------------------------ whose customer stop
+
+MINE, OTHERS = "STP-MINE", "STP-OTHER"
+ROUTE_WITH_STOPS = RoutePlan("RT1", ROAD.points, frozenset({MINE, "STP-MINE-2"}))
+
+
+def stall_events(van):
+    return [(e.event_type, e.event_time_ms, e.condition_start_ms) for e in van.events]
+
+
+def test_stall_reported_next_to_another_routes_customer_stop():
+    van = with_plan(Van(), ROUTE_WITH_STOPS)
+    parked(van, T0_MS, 11, kinds={"CUSTOMER_STOP"}, stops={OTHERS})
+    assert stall_events(van) == [(VEHICLE_STALLED, T0_MS + minutes(10), T0_MS)]
+    assert van.state.en_route
+
+
+def test_late_ping_from_own_stop_does_not_hide_stall_next_to_another_routes_stop():
+    # Out-of-order twin: a late upload from inside the van's own stop fence, dated in
+    # the middle of the standstill, neither pauses nor restarts the stall clock.
+    van = with_plan(Van(), ROUTE_WITH_STOPS)
+    parked(van, T0_MS, 6, kinds={"CUSTOMER_STOP"}, stops={OTHERS})
+    van.ping(at(), T0_MS + seconds(150), kinds={"CUSTOMER_STOP"}, stops={MINE})
+    parked(van, T0_MS + minutes(6), 5, kinds={"CUSTOMER_STOP"}, stops={OTHERS})
+    assert stall_events(van) == [(VEHICLE_STALLED, T0_MS + minutes(10), T0_MS)]
+    assert van.state.out_of_order_pings == 1
+
+
+def test_no_stall_at_own_customer_stop_even_when_another_stop_fence_overlaps_it():
+    van = with_plan(Van(), ROUTE_WITH_STOPS)
+    parked(van, T0_MS, 30, kinds={"CUSTOMER_STOP"}, stops={MINE, OTHERS})
+    van.advance(T0_MS + minutes(45))
+    assert VEHICLE_STALLED not in van.types()
+
+
+def test_late_ping_from_another_stop_does_not_start_stall_at_own_stop():
+    # Out-of-order twin: a late fix that placed the van only in another route's stop fence.
+    van = with_plan(Van(), ROUTE_WITH_STOPS)
+    parked(van, T0_MS, 15, kinds={"CUSTOMER_STOP"}, stops={MINE})
+    van.ping(at(), T0_MS + minutes(3), kinds={"CUSTOMER_STOP"}, stops={OTHERS})
+    parked(van, T0_MS + minutes(15), 15, kinds={"CUSTOMER_STOP"}, stops={MINE})
+    van.advance(T0_MS + minutes(45))
+    assert VEHICLE_STALLED not in van.types() and van.state.out_of_order_pings == 1
+
+
+def test_customer_stop_fence_without_facility_id_is_not_the_van_with_a_plans_own():
+    van = with_plan(Van(), ROUTE_WITH_STOPS)
+    parked(van, T0_MS, 11, kinds={"CUSTOMER_STOP"})
+    assert stall_events(van) == [(VEHICLE_STALLED, T0_MS + minutes(10), T0_MS)]
+
+
+def test_depots_and_hubs_pause_the_stall_clock_for_a_van_with_a_plan():
+    for kind in ("DEPOT", "HUB"):
+        van = with_plan(Van(), ROUTE_WITH_STOPS)
+        parked(van, T0_MS, 30, kinds={kind})
+        assert van.types() == [], kind
+
+
+def test_late_ping_outside_the_hub_does_not_start_a_stall_there():
+    # Out-of-order twin of the depot/hub test.
+    van = with_plan(Van(), ROUTE_WITH_STOPS)
+    parked(van, T0_MS, 15, kinds={"HUB"})
+    van.ping(at(), T0_MS + minutes(2))
+    parked(van, T0_MS + minutes(15), 15, kinds={"HUB"})
+    assert van.types() == [] and van.state.out_of_order_pings == 1
+
+
+def test_without_a_plan_naming_its_stops_any_customer_stop_pauses_the_stall_clock():
+    # Today's rule is kept when the van cannot tell its stops from others': no plan at
+    # all, or a plan (a bare polyline) that names no stops.
+    for plan in (None, ROAD):
+        van = with_plan(Van(), plan) if plan is not None else Van()
+        parked(van, T0_MS, 30, kinds={"CUSTOMER_STOP"}, stops={OTHERS})
+        van.advance(T0_MS + minutes(45))
+        assert VEHICLE_STALLED not in van.types(), plan
+
+
+def test_late_ping_does_not_stall_a_van_without_plan_at_a_customer_stop():
+    # Out-of-order twin: a late fix from outside every fence during the stop.
+    van = Van()
+    parked(van, T0_MS, 15, kinds={"CUSTOMER_STOP"}, stops={OTHERS})
+    van.ping(at(), T0_MS + minutes(1))
+    parked(van, T0_MS + minutes(15), 15, kinds={"CUSTOMER_STOP"}, stops={OTHERS})
+    van.advance(T0_MS + minutes(45))
+    assert VEHICLE_STALLED not in van.types() and van.state.out_of_order_pings == 1
+
+
+def test_new_plan_with_this_stop_pauses_the_clock_from_the_next_ping():
+    van = with_plan(Van(), ROUTE_WITH_STOPS)
+    parked(van, T0_MS, 5, kinds={"CUSTOMER_STOP"}, stops={"STP-NEW"})
+    van.apply(set_plan(van.state, "VAN001", RoutePlan("RT1", ROAD.points, frozenset({"STP-NEW"})),
+                       T0_MS + minutes(5)))
+    parked(van, T0_MS + minutes(5), 25, kinds={"CUSTOMER_STOP"}, stops={"STP-NEW"})
+    van.advance(T0_MS + minutes(29))
+    assert VEHICLE_STALLED not in van.types()
+
+
+# ------------------------------------------------------------------ gaps in the pings
+
+def drive_east(van, start_ms, n, *, from_m=0.0, step_m=250.0, every_ms=seconds(30)):
+    """n good pings of a van driving east; returns the position of the last one."""
+    for i in range(n):
+        van.ping(at(east_m=from_m + step_m * i), start_ms + i * every_ms)
+    return from_m + step_m * (n - 1)
+
+
+def test_van_that_drove_off_during_a_dropout_is_not_stalled_for_the_gap():
+    van = Van()
+    last_m = drive_east(van, T0_MS, 11)  # last fix at 5 min
+    van.advance(T0_MS + minutes(17))     # other vans move the watermark; this tracker is silent
+    assert van.types() == []
+    van.ping(at(east_m=last_m + 4000), T0_MS + minutes(17))  # 12 min later, 4 km on
+    van.advance(T0_MS + minutes(19))
+    assert van.types() == []
+    assert van.state.anchor[2] == T0_MS + minutes(17) and van.state.stalled_since_ms is None
+
+
+def test_late_ping_from_the_dropout_start_does_not_stall_a_van_that_drove_off():
+    # Out-of-order twin: a buffered fix from the drop-out, where the van was last seen,
+    # uploaded after the far-away ping.
+    van = Van()
+    last_m = drive_east(van, T0_MS, 11)
+    van.advance(T0_MS + minutes(17))
+    van.ping(at(east_m=last_m + 4000), T0_MS + minutes(17))
+    van.ping(at(east_m=last_m), T0_MS + minutes(12))
+    van.advance(T0_MS + minutes(19))
+    assert van.types() == [] and van.state.out_of_order_pings == 1
+
+
+def test_cell_fixes_during_a_gps_dropout_do_not_stall_a_van_that_drove_off():
+    # Only cell fixes arrive after the deadline: no evidence the van stood still.
+    van = Van()
+    last_m = drive_east(van, T0_MS, 11)
+    for i, t_min in enumerate((8, 11, 14)):
+        van.ping(at(east_m=last_m + 1000 * (i + 1)), T0_MS + minutes(t_min), source="CELL", accuracy_m=900.0)
+    van.advance(T0_MS + minutes(15))
+    assert van.types() == []
+    van.ping(at(east_m=last_m + 5000), T0_MS + minutes(16))
+    assert van.types() == []
+
+
+def test_late_cell_fix_does_not_stall_a_van_after_a_gps_dropout():
+    # Out-of-order twin of the cell drop-out test.
+    van = Van()
+    last_m = drive_east(van, T0_MS, 11)
+    for i, t_min in enumerate((8, 14)):
+        van.ping(at(east_m=last_m + 1000 * (i + 1)), T0_MS + minutes(t_min), source="CELL", accuracy_m=900.0)
+    van.ping(at(east_m=last_m + 2000), T0_MS + minutes(11), source="CELL", accuracy_m=900.0)
+    van.advance(T0_MS + minutes(15))
+    van.ping(at(east_m=last_m + 5000), T0_MS + minutes(16))
+    assert van.types() == [] and van.state.out_of_order_pings == 1
+
+
+def test_van_whose_pings_stop_is_signal_lost_not_stalled():
+    for stood_min in (0, 1, 7):  # driving, just stopped, or stopped but last seen 3 min before the deadline
+        van = Van()
+        last_m = drive_east(van, T0_MS, 5)
+        t_last = T0_MS + minutes(2)
+        parked_from = t_last + seconds(30)
+        for i in range(stood_min + 1):
+            van.ping(at(east_m=last_m + 300), parked_from + minutes(i))
+        last_ms = parked_from + minutes(stood_min)
+        van.advance(last_ms + hours(1))
+        assert van.types() == [SIGNAL_LOST], stood_min
+        assert van.events[0].condition_start_ms == last_ms
+
+
+def test_late_ping_does_not_turn_lost_signal_into_a_stall():
+    # Out-of-order twin: a late fix from the standstill, uploaded during the silence.
+    van = Van()
+    last_m = drive_east(van, T0_MS, 5)
+    van.ping(at(east_m=last_m + 300), T0_MS + minutes(3))
+    van.ping(at(east_m=last_m + 300), T0_MS + minutes(4))
+    van.advance(T0_MS + minutes(13))
+    van.ping(at(east_m=last_m + 300), T0_MS + minutes(3) + seconds(30))
+    van.advance(T0_MS + hours(1))
+    assert van.types() == [SIGNAL_LOST] and van.state.out_of_order_pings == 1
+
+
+def test_sparse_tracker_stall_raised_by_next_good_ping_at_the_anchor():
+    # Pings every 5.5 min: none within 2 min before the deadline, so no timer raises the
+    # stall; the first good ping at the anchor after it does, dated at the deadline.
+    van = Van()
+    for i in range(2):
+        van.ping(at(i * 5.0, 0.0), T0_MS + i * seconds(330))
+    van.advance(T0_MS + seconds(660) - 1)
+    assert van.types() == []
+    van.ping(at(10, 10), T0_MS + seconds(660))
+    assert stall_events(van) == [(VEHICLE_STALLED, T0_MS + minutes(10), T0_MS)]
+
+
+def test_late_ping_does_not_change_a_sparse_trackers_stall():
+    # Out-of-order twin: a buffered fix dated between the sparse pings arrives late.
+    van = Van()
+    for i in range(2):
+        van.ping(at(i * 5.0, 0.0), T0_MS + i * seconds(330))
+    van.ping(at(), T0_MS + minutes(4))
+    van.advance(T0_MS + seconds(660) - 1)
+    assert van.types() == []
+    van.ping(at(10, 10), T0_MS + seconds(660))
+    assert stall_events(van) == [(VEHICLE_STALLED, T0_MS + minutes(10), T0_MS)]
+    assert van.state.out_of_order_pings == 1
+
+
+def test_state_from_before_last_good_ms_and_stop_ids_still_loads_and_stalls():
+    # Savepoint compatibility: the state is pickled; fields added later read their defaults.
+    van = with_plan(Van(), ROAD)
+    parked(van, T0_MS, 9)
+    old = van.state
+    object.__delattr__(old, "last_good_ms")
+    object.__delattr__(old.plan, "stop_ids")
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.last_good_ms is None and restored.plan.stop_ids == frozenset()
+    assert isinstance(restored, WatchState)
+    d = on_timer(restored, restored.timer_ms)
+    assert [(e.event_type, e.condition_start_ms) for e in d.emits] == [(VEHICLE_STALLED, T0_MS)]
