@@ -120,6 +120,9 @@ def id_value_problem(value: Any, name: str, max_chars: int = MAX_KEY_CHARS) -> I
                                             f"(starts {value[:ID_PREVIEW_CHARS]!r})")
     if value != value.strip():
         return IdProblem(BAD_ID, name, f"{name} {value!r} has whitespace at either end")
+    if value.isprintable():
+        # The common case, at C speed: printable strings hold no Cc, Zl or Zp characters.
+        return None
     for i, ch in enumerate(value):
         if _is_control(ch):
             return IdProblem(BAD_ID, name, f"{name} {value!r} has control character U+{ord(ch):04X} at {i}")
