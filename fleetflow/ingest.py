@@ -4,6 +4,10 @@
 admission failures (udfs.validation) both end up as a DeadLetter dict shaped like
 ``avro/dead_letters.avsc``, carrying the original bytes and where they came from, so
 the input can be inspected and replayed.
+
+Every schema with identifiers in ``udfs.validation.ID_FIELDS`` (all the jobs' inputs)
+gets the shared id checks first (MISSING_ID, ID_TOO_LONG, BAD_ID), with a detail that
+names the field; scans and pings then get their own admission rules.
 """
 from __future__ import annotations
 
@@ -11,13 +15,15 @@ from typing import Any, Callable, Mapping
 
 from fleetflow import topics
 from fleetflow.contracts import ContractError, decode
-from udfs.validation import ValidationConfig, validate_ping, validate_scan
+from udfs.validation import MAX_EVENT_ID_CHARS, ValidationConfig, topic_id_problem, validate_ping, validate_scan
 
 DeadLetter = dict[str, Any]
 
 # Where a record did not come from a Kafka partition (partner files, API uploads).
 NO_PARTITION = -1
 NO_OFFSET = -1
+# A string field quoted in a dead letter's detail is cut to this (the original bytes keep all of it).
+MAX_SHOWN_CHARS = MAX_EVENT_ID_CHARS
 
 _TOPIC_BY_SCHEMA = topics.TOPIC_BY_SCHEMA
 
@@ -45,7 +51,15 @@ def make_dead_letter(reason: str, detail: str, original: bytes, *, source_topic:
 
 def validate_record(topic_schema: str, record: Mapping[str, Any], now_ms: int, cfg: ValidationConfig,
                     known_carriers: frozenset[str]) -> str | None:
-    """Reason code, or None. Schemas without admission rules pass once they decode."""
+    """Reason code, or None: the shared id checks, then the schema's admission rules (if any)."""
+    problem = topic_id_problem(topic_schema, record)
+    if problem is not None:
+        return problem.reason
+    return _admission_reason(topic_schema, record, now_ms, cfg, known_carriers)
+
+
+def _admission_reason(topic_schema: str, record: Mapping[str, Any], now_ms: int, cfg: ValidationConfig,
+                      known_carriers: frozenset[str]) -> str | None:
     validator = _VALIDATORS.get(topic_schema)
     return None if validator is None else validator(record, now_ms, cfg, known_carriers)
 
@@ -71,7 +85,11 @@ def route_record(raw: bytes, topic_schema: str, now_ms: int, cfg: ValidationConf
         _, record = decode(raw, expected=topic_schema)
     except ContractError as exc:
         return dead(exc.reason, str(exc))
-    reason = validate_record(topic_schema, record, now_ms, cfg, known_carriers)
+    problem = topic_id_problem(topic_schema, record)
+    if problem is not None:
+        # The detail names the field; an over-long id is quoted only by its start.
+        return dead(problem.reason, f"{topic_schema}: {problem.detail}")
+    reason = _admission_reason(topic_schema, record, now_ms, cfg, known_carriers)
     if reason is not None:
         return dead(reason, _describe(topic_schema, record))
     return record, None
@@ -79,6 +97,13 @@ def route_record(raw: bytes, topic_schema: str, now_ms: int, cfg: ValidationConf
 
 def _describe(topic_schema: str, record: Mapping[str, Any]) -> str:
     # Enough to find the record again without copying the payload into the detail.
+    # The ids passed the id checks by now; other strings (an over-long carrier) are clipped.
     keys = ("event_id", "tracking_id", "vehicle_id", "carrier", "event_time_ms", "lat", "lon", "location")
-    shown = {k: record.get(k) for k in keys if k in record}
+    shown = {k: _clip(record.get(k)) for k in keys if k in record}
     return f"{topic_schema}: {shown}"
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_SHOWN_CHARS:
+        return f"{value[:MAX_SHOWN_CHARS]}... ({len(value)} chars)"
+    return value

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Iterable, Mapping
 
 from fleetflow.contracts import ContractError, encode
 from fleetflow.ingest import NO_PARTITION, DeadLetter, make_dead_letter
-from udfs.validation import DEFAULT_CONFIG, ValidationConfig, validate_scan
+from udfs.validation import DEFAULT_CONFIG, ValidationConfig, topic_id_problem, validate_scan
 
 BAD_FILE_LINE = "BAD_FILE_LINE"
 PARTNER_FILE_SOURCE = "PARTNER_FILE"
@@ -137,7 +137,11 @@ def parse_partner_lines(lines: BinaryIO | Iterable[bytes], *, name: str, fmt: st
             continue
         reason = validate_scan(record, now_ms, cfg, known_carriers)
         if reason is not None:
-            dead(reason, f"{record['event_id']} {record['tracking_id']!r}", original, line_no)
+            problem = topic_id_problem("scans", record)
+            # An id problem names its field (and never quotes an over-long id whole).
+            detail = (problem.detail if problem is not None
+                      else f"{record['event_id']} {record['tracking_id']!r}")
+            dead(reason, detail, original, line_no)
             continue
         try:
             # Catches anything parsing let through that the scans topic cannot carry.

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from udfs.decision import Decision
-from udfs.validation import (BAD_EVENT_TIME, DEFAULT_CONFIG as DEFAULT_VALIDATION, MISSING_ID, ValidationConfig,
-                             event_time_reason)
+from udfs.validation import (BAD_EVENT_TIME, DEFAULT_CONFIG as DEFAULT_VALIDATION, ID_FIELDS, ValidationConfig,
+                             event_time_reason, ids_reason)
 
 INFO, WARNING, CRITICAL = "INFO", "WARNING", "CRITICAL"
 SEVERITIES = (INFO, WARNING, CRITICAL)
@@ -342,11 +342,13 @@ def validate_alert(record: Mapping[str, Any], now_ms: int, cfg: ValidationConfig
     """Reason code for an ``alerts`` candidate dict, or None if the gate may see it.
 
     The ids are the gate's key and the sinks' natural keys, so a blank one would merge
-    unrelated alerts. The event time drives the throttle and the expiry timer, so it
-    gets the same admission window as pings and scans.
+    unrelated alerts; they get the shared id checks (``udfs.validation.ID_FIELDS``:
+    MISSING_ID, ID_TOO_LONG, BAD_ID). The event time drives the throttle and the expiry
+    timer, so it gets the same admission window as pings and scans.
     """
-    if any(_blank(record.get(k)) for k in ("alert_id", "type", "entity_type", "entity_id")):
-        return MISSING_ID
+    reason = ids_reason(record, ID_FIELDS["alerts"])
+    if reason is not None:
+        return reason
     reason = event_time_reason(record.get("event_time_ms"), now_ms, cfg)
     if reason is not None:
         return reason
@@ -358,14 +360,12 @@ def validate_alert(record: Mapping[str, Any], now_ms: int, cfg: ValidationConfig
 
 def validate_ack(record: Mapping[str, Any], now_ms: int, cfg: ValidationConfig = DEFAULT_VALIDATION) -> str | None:
     """Reason code for an ``alert_acks`` dict, or None. An ASSIGN needs no assignee
-    (null un-assigns), but every ack needs its own id, the alert's id and an actor."""
-    if any(_blank(record.get(k)) for k in ("ack_id", "alert_id", "actor")):
-        return MISSING_ID
+    (null un-assigns), but every ack needs its own id, the alert's id and an actor, each
+    passing the shared id checks."""
+    reason = ids_reason(record, ID_FIELDS["alert_acks"])
+    if reason is not None:
+        return reason
     return event_time_reason(record.get("event_time_ms"), now_ms, cfg)
-
-
-def _blank(value: Any) -> bool:
-    return not isinstance(value, str) or not value.strip()
 
 
 # --------------------------------------------------------------------------- acknowledgements

@@ -46,6 +46,7 @@ import h3
 
 from udfs.decision import Decision
 from udfs.events import Ping
+from udfs.validation import ID_FIELDS, ids_reason
 
 EARTH_RADIUS_M = 6_371_008.8
 NAIVE_SPEED_MPS = 8.5
@@ -368,10 +369,12 @@ class Assignment:
 
 
 def assignment_problem(r: Mapping[str, Any]) -> str | None:
-    """Dead-letter reason for a decoded assignment the van rule cannot use, or None."""
-    for name in ("event_id", "vehicle_id", "route_id", "tracking_id", "stop_id"):
-        if not str(r.get(name) or "").strip():
-            return "MISSING_ID"
+    """Dead-letter reason for a decoded assignment the van rule cannot use, or None.
+
+    Its ids get the shared checks (``udfs.validation.ID_FIELDS["assignments"]``)."""
+    reason = ids_reason(r, ID_FIELDS["assignments"])
+    if reason is not None:
+        return reason
     lat, lon = r.get("stop_lat"), r.get("stop_lon")
     if not (isinstance(lat, (int, float)) and isinstance(lon, (int, float))
             and math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180

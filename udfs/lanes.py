@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 from udfs.decision import Decision
 from udfs.eta import LOADED, Assignment, EtaUpdate, ParcelDone
+from udfs.validation import ID_FIELDS, ids_reason
 
 BASIS_LANE = "LANE"
 HOUR_MS = 3_600_000
@@ -257,9 +258,12 @@ class ShipmentView:
 
 
 def shipment_state_problem(r: Mapping[str, Any]) -> str | None:
-    """Dead-letter reason for a decoded shipment state the ETA job cannot use, or None."""
-    if not str(r.get("tracking_id") or "").strip():
-        return "MISSING_ID"
+    """Dead-letter reason for a decoded shipment state the ETA job cannot use, or None.
+
+    Its ids get the shared checks (``udfs.validation.ID_FIELDS["shipment_states"]``)."""
+    reason = ids_reason(r, ID_FIELDS["shipment_states"])
+    if reason is not None:
+        return reason
     if int(r.get("version") or 0) < 1:
         return "BAD_VERSION"
     if int(r.get("event_time_ms") or 0) <= 0:

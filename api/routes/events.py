@@ -5,8 +5,10 @@ Each event is encoded to its Avro record and passed through ``fleetflow.ingest.r
 reason; accepted ones to ``ff.scans``/``ff.pings``. The API answers only after Kafka
 acknowledged both. An event_id already accepted (same content) is a ``duplicate`` and
 is not republished; the same event_id with other content is rejected as
-``EVENT_ID_CONFLICT``. Partner keys may submit only their own carrier's scans: a batch
-with any other carrier is refused whole (403) and nothing is published.
+``EVENT_ID_CONFLICT``. Ids get the stream's id checks (MISSING_ID, ID_TOO_LONG, BAD_ID),
+reported per event like every other rejection. Partner keys may submit only their own
+carrier's scans: a batch with any other carrier is refused whole (403) and nothing is
+published.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from fleetflow import contracts, topics
 from fleetflow.apikeys import PARTNER
 from fleetflow.contracts import ContractError
 from fleetflow.ingest import make_dead_letter, route_record
-from udfs.validation import DEFAULT_CONFIG
+from udfs.validation import DEFAULT_CONFIG, MAX_EVENT_ID_CHARS
 
 router = APIRouter(prefix="/v1/events", tags=["partner events"])
 
@@ -142,6 +144,9 @@ async def _process(app, principal: Principal, events: list[Any]) -> dict:
     for i, ev in enumerate(events):
         kind = ev.get("kind") if isinstance(ev, dict) else None
         event_id = ev.get("event_id") if isinstance(ev, dict) and isinstance(ev.get("event_id"), str) else None
+        if event_id is not None and len(event_id) > MAX_EVENT_ID_CHARS:
+            # Rejected as ID_TOO_LONG below; the result is found by its index, not echoed back whole.
+            event_id = None
         if kind not in KINDS:
             reject(i, None, event_id, UNKNOWN_KIND, "kind must be 'scan' or 'ping'", _canonical(ev))
             continue

@@ -100,12 +100,20 @@ def test_unusable_records_are_dead_lettered(flink_env):
     from jobs.sources import collection_stream
 
     pings, assignments, states, _ = scenario()
+    # Ids no key may hold: too long, padded, with a control character.
+    bad_ids = [dict(assignments[1], route_id="R" * 129, event_id="asg-eta-long"),
+               dict(assignments[1], stop_id="SETA\x00", event_id="asg-eta-nul")]
+    bad_states = [dict(states[0], tracking_id="PETA1 "), dict(states[0], tracking_id="P" * 100_000)]
+    bad_pings = [dict(pings[0], event_id="e" * 513)]
     env = flink_env()
-    out = build_pipeline(env, collection_stream(env, raw("pings", "ff.pings", pings[:3])),
-                         collection_stream(env, raw("assignments", "ff.assignments", assignments)),
-                         collection_stream(env, raw("shipment_states", "ff.shipment-states", states[:1],
+    out = build_pipeline(env, collection_stream(env, raw("pings", "ff.pings", pings[:3] + bad_pings)),
+                         collection_stream(env, raw("assignments", "ff.assignments", assignments + bad_ids)),
+                         collection_stream(env, raw("shipment_states", "ff.shipment-states", states[:1] + bad_states,
                                                     [(b"\x00garbage", "ff.shipment-states", 0, 99)])),
                          Sinks(), JobConfig())
     dead = [contracts.decode(bytes(b & 0xFF for b in d))[1] for d in out.dead_letters.execute_and_collect()]
     assert sorted((d["reason"], d["source_topic"]) for d in dead) == [
-        ("MISSING_ID", "ff.assignments"), ("UNDECODABLE", "ff.shipment-states")]
+        ("BAD_ID", "ff.assignments"), ("BAD_ID", "ff.shipment-states"), ("ID_TOO_LONG", "ff.assignments"),
+        ("ID_TOO_LONG", "ff.pings"), ("ID_TOO_LONG", "ff.shipment-states"), ("MISSING_ID", "ff.assignments"),
+        ("UNDECODABLE", "ff.shipment-states")]
+    assert all(len(d["detail"]) <= 500 for d in dead)

@@ -225,17 +225,26 @@ def test_positions_deduplicated_and_bad_pings_dead_lettered(flink_env):
     t0 = int(time.time() * 1000) - minutes(30)
     good = [ping(f"VAN{v}", 52.5 + i * 0.001, 13.4, at_ms=t0 + minutes(i), event_id=f"VAN{v}-{i}")
             for v in range(3) for i in range(5)]
-    bad = [ping("VAN9", 0.0, 0.0, at_ms=t0), ping("VAN9", 95.0, 13.4, at_ms=t0), ping("", 52.5, 13.4, at_ms=t0)]
+    bad = [ping("VAN9", 0.0, 0.0, at_ms=t0), ping("VAN9", 95.0, 13.4, at_ms=t0), ping("", 52.5, 13.4, at_ms=t0),
+           ping("V" * 100_000, 52.5, 13.4, at_ms=t0), ping("VAN\x1b[2J", 52.5, 13.4, at_ms=t0)]
     stream = good + good[:4] + bad
     raw = [(contracts.encode("pings", r), "ff.pings", i % 2, i) for i, r in enumerate(stream)]
+    asg = [assignment("VAN0", "TRK1", at_ms=t0, event_id="asg-1"), assignment("VAN0", "T" * 129, at_ms=t0)]
+    asg_raw = [(contracts.encode("assignments", r), "ff.assignments", 0, i) for i, r in enumerate(asg)]
+    fences = [geofence("GF-OK", at_ms=t0), geofence(" GF-PAD", at_ms=t0), geofence("G" * 129, at_ms=t0)]
+    fence_raw = [(contracts.encode("geofences", f), "ff.geofences", 0, i) for i, f in enumerate(fences)]
 
     env = flink_env()
-    out = build_pipeline(env, collection_stream(env, raw), None, None, Sinks(), JobConfig())
+    out = build_pipeline(env, collection_stream(env, raw), collection_stream(env, asg_raw),
+                         collection_stream(env, fence_raw), Sinks(), JobConfig())
     got = collect_all(out)
     rows = sorted(e.event_id for e in got["emit"] if type(e).__name__ == "PositionRow")
     assert rows == sorted(p["event_id"] for p in good)
-    reasons = sorted(d["reason"] for d in got["dead"])
-    assert reasons == ["BAD_COORDINATES", "BAD_COORDINATES", "MISSING_ID"]
+    dead = sorted((d["reason"], d["source_topic"]) for d in got["dead"])
+    assert dead == [("BAD_COORDINATES", "ff.pings"), ("BAD_COORDINATES", "ff.pings"), ("BAD_ID", "ff.geofences"),
+                    ("BAD_ID", "ff.pings"), ("ID_TOO_LONG", "ff.assignments"), ("ID_TOO_LONG", "ff.geofences"),
+                    ("ID_TOO_LONG", "ff.pings"), ("MISSING_ID", "ff.pings")]
+    assert all(len(d["detail"]) <= 500 for d in got["dead"])
 
 
 def test_timer_driven_alerts_reach_the_alert_output(run_result):

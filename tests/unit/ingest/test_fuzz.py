@@ -35,10 +35,19 @@ def _valid(rng: random.Random, schema: str) -> dict:
 
 def _broken_field(rng: random.Random, schema: str) -> tuple[dict, str]:
     record = _valid(rng, schema)
-    choice = rng.choice(["id", "coords", "nan", "island", "future", "old"] + (["carrier"] if schema == "scans" else []))
+    choice = rng.choice(["id", "bad_id", "long_id", "coords", "nan", "island", "future", "old"]
+                        + (["carrier"] if schema == "scans" else []))
+    key = "tracking_id" if schema == "scans" else "vehicle_id"
     if choice == "id":
         record["event_id"] = rng.choice(["", " ", "\t"])
         return record, "MISSING_ID"
+    if choice == "bad_id":
+        record[rng.choice(["event_id", key])] = rng.choice([" K1", "K1\t", "K\x001", "K\x1b1", "K\u20281"])
+        return record, "BAD_ID"
+    if choice == "long_id":
+        field, limit = rng.choice([("event_id", 512), (key, 128)])
+        record[field] = "K" * (limit + 1 + rng.randrange(10_000))
+        return record, "ID_TOO_LONG"
     if choice in ("coords", "nan", "island"):
         lat, lon = {"coords": (rng.choice([-91.0, 95.5]), 10.0), "nan": (math.nan, 10.0), "island": (0.0, 0.0)}[choice]
         if schema == "scans":
@@ -125,5 +134,5 @@ def test_known_outcomes_are_exact():
         assert got == expected, (schema, raw.hex())
         outcomes[got] += 1
     # Every category is exercised, so a silent change in the generator cannot hollow the test out.
-    assert {None, "MISSING_ID", "BAD_COORDINATES", "FUTURE_EVENT", "TOO_OLD", "UNKNOWN_CARRIER",
-            "UNDECODABLE", "WRONG_SCHEMA"} <= set(outcomes)
+    assert {None, "MISSING_ID", "BAD_ID", "ID_TOO_LONG", "BAD_COORDINATES", "FUTURE_EVENT", "TOO_OLD",
+            "UNKNOWN_CARRIER", "UNDECODABLE", "WRONG_SCHEMA"} <= set(outcomes)

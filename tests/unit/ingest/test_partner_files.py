@@ -117,6 +117,8 @@ BAD_CSV_ROWS = [
     (f"TRK1,FEDEX,PU,{T0_MS},north,13.4", BAD_FILE_LINE),               # not a number
     (f'TRK1,FEDEX,"PU,{T0_MS},,', BAD_FILE_LINE),                       # unbalanced quote
     (f",FEDEX,PU,{T0_MS},,", "MISSING_ID"),
+    (f"{'T' * 129},FEDEX,PU,{T0_MS},,", "ID_TOO_LONG"),
+    (f"TRK\x011,FEDEX,PU,{T0_MS},,", "BAD_ID"),
     (f"TRK1,ACME,PU,{T0_MS},,", "UNKNOWN_CARRIER"),
     (f"TRK1,FEDEX,PU,{T0_MS},0,0", "BAD_COORDINATES"),
     (f"TRK1,FEDEX,PU,{T0_MS},95,13.4", "BAD_COORDINATES"),
@@ -140,6 +142,15 @@ def test_bad_csv_lines_become_dead_letters_with_their_bytes_and_line_number(tmp_
     assert dead["detail"]
     assert decode(encode("dead_letters", dead)) == ("dead_letters", dead)
     assert_all_lines_accounted(result)
+
+
+def test_id_dead_letters_name_the_field_and_do_not_copy_a_long_id(tmp_path):
+    rows = f"{'T' * 5000},FEDEX,PU,{T0_MS},,\nTRK\x7f,FEDEX,PU,{T0_MS},,\n"
+    result = parse(write(tmp_path, "drop.csv", f"tracking_id,carrier,raw_code,event_time_ms,lat,lon\n{rows}"))
+    long_id, control = result.dead_letters
+    assert long_id["reason"] == "ID_TOO_LONG" and long_id["detail"].startswith("tracking_id is 5000 chars")
+    assert len(long_id["detail"]) < 200
+    assert control["reason"] == "BAD_ID" and control["detail"].startswith("tracking_id 'TRK\\x7f' has control")
 
 
 @pytest.mark.parametrize("line", [

@@ -98,3 +98,22 @@ def test_a_view_that_raises_dead_letters_the_record_instead_of_failing_the_job()
     (dead,) = _dead(out)
     assert dead["reason"] == INVALID_RECORD and "heading out of range" in dead["detail"]
     assert counters["pings_valid"].count == 0
+
+
+def test_bad_ids_are_dead_letters_counted_per_reason_and_never_reach_the_view_or_check():
+    seen = []
+
+    def check(record, now_ms, cfg):
+        seen.append(record["vehicle_id"])
+        return None
+
+    rows = [_row(_fresh_ping(vehicle_id="V" * 1_000_000), offset=0), _row(_fresh_ping(vehicle_id="VAN\x00"), offset=1),
+            _row(_fresh_ping(vehicle_id="V" * 128), offset=2), _row(_fresh_ping(event_id="e" * 513), offset=3)]
+    out, counters = _run(ValidateRecords("pings", Ping.from_record, ValidationConfig(), check=check), rows)
+    dead = _dead(out)
+    assert [(d["reason"], d["source_offset"]) for d in dead] == [("ID_TOO_LONG", 0), ("BAD_ID", 1), ("ID_TOO_LONG", 3)]
+    assert [d["detail"].split(" ")[:2] for d in dead] == [["pings:", "vehicle_id"], ["pings:", "vehicle_id"],
+                                                          ["pings:", "event_id"]]
+    assert all(len(d["detail"]) <= 500 for d in dead)
+    assert counters["dead_letters_ID_TOO_LONG"].count == 2 and counters["dead_letters_BAD_ID"].count == 1
+    assert [p.vehicle_id for p in out if isinstance(p, Ping)] == ["V" * 128] and seen == ["V" * 128]

@@ -2,8 +2,8 @@
 from collections import Counter
 
 from fleetflow.simulate import generate
-from tests.unit.simulate.helpers import identity, sim_config
-from udfs.validation import REASONS
+from tests.unit.simulate.helpers import SCHEMA_OF_TOPIC, identity, sim_config, strict_decode
+from udfs.validation import ID_REASONS, REASONS, topic_id_problem
 
 LATE_MS = 5 * 60_000
 
@@ -113,3 +113,15 @@ def test_simulated_unknown_carriers_are_unknown_however_they_are_folded():
     from udfs.normalise import carrier_key
 
     assert not {carrier_key(c) for c in UNKNOWN_CARRIERS} & known_carriers()
+
+
+def test_clean_simulated_records_of_every_topic_pass_the_id_checks(small_run):
+    clean = [s for s in small_run.stream if s.record is not None]
+    assert {s.topic for s in clean} >= {"ff.pings", "ff.scans", "ff.plans", "ff.assignments", "ff.geofences"}
+    assert all(topic_id_problem(SCHEMA_OF_TOPIC[s.topic], s.record) is None for s in clean)
+    # The only id rejections are the injected MISSING_ID faults: no BAD_ID or ID_TOO_LONG.
+    id_rejections = Counter(s.reason for s in small_run.stream if s.reason in ID_REASONS)
+    assert set(id_rejections) <= {"MISSING_ID"}
+    for s in small_run.stream:
+        if s.reason in ID_REASONS:
+            assert topic_id_problem(SCHEMA_OF_TOPIC[s.topic], strict_decode(s)).reason == "MISSING_ID"
