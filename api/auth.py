@@ -31,9 +31,15 @@ class Principal:
     role: str
     carrier: str | None
     rate_limit_per_min: int
+    # Partner keys: fnmatch patterns of the vehicle ids they may submit pings for (() = none).
+    vehicle_patterns: tuple[str, ...] = ()
 
     def can_see_carrier(self, carriers: set[str]) -> bool:
         return self.role != PARTNER or self.carrier in carriers
+
+    def may_ping(self, vehicle_id: str) -> bool:
+        """Admin keys ping any vehicle; partner keys only those matching their patterns."""
+        return self.role != PARTNER or apikeys.vehicle_allowed(vehicle_id, self.vehicle_patterns)
 
 
 class KeyCache:
@@ -75,7 +81,8 @@ async def _lookup(request: Request, raw: str) -> Principal:
         row = rows[0] if rows else None
         principal = None
         if row is not None and row.revoked_ms is None:
-            principal = Principal(row.key_id, row.role, row.carrier, int(row.rate_limit_per_min))
+            principal = Principal(row.key_id, row.role, row.carrier, int(row.rate_limit_per_min),
+                                  tuple(row.vehicle_patterns or ()))
         hit = (0.0, principal, row.key_hash if row is not None else "")
         cache.put(key_id, principal, hit[2], now)
     _, principal, key_hash = hit

@@ -115,6 +115,25 @@ async def current_states(redis: Redis, tracking_ids: Iterable[str]) -> dict[str,
     return out
 
 
+async def planned_carriers(redis: Redis, tracking_ids: Iterable[str]) -> dict[str, set[str]]:
+    """Carriers (``carriers_of``) of each shipment whose plan is known, in one pipelined
+    round trip. A shipment's plan is known once ``order_id`` is set: only plans carry it
+    (udfs/lifecycle.py). Ids with no state, or known only from scans so far, are left out."""
+    ids = list(dict.fromkeys(tracking_ids))
+    if not ids:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    for tid in ids:
+        pipe.hmget(SHIPMENT_KEY.format(tid), "order_id", "carrier", "legs")
+    out: dict[str, set[str]] = {}
+    for tid, (order_id, carrier, legs) in zip(ids, await pipe.execute()):
+        if not order_id:
+            continue
+        state = parse_hash({k: v for k, v in (("carrier", carrier), ("legs", legs)) if v is not None}) or {}
+        out[tid] = carriers_of(state)
+    return out
+
+
 def row_dict(row: Any) -> dict[str, Any]:
     d = row._asdict()
     return {k: (sorted(v) if isinstance(v, (set, frozenset)) else dict(v) if hasattr(v, "items") else v)

@@ -6,9 +6,27 @@ reason; accepted ones to ``ff.scans``/``ff.pings``. The API answers only after K
 acknowledged both. An event_id already accepted (same content) is a ``duplicate`` and
 is not republished; the same event_id with other content is rejected as
 ``EVENT_ID_CONFLICT``. Ids get the stream's id checks (MISSING_ID, ID_TOO_LONG, BAD_ID),
-reported per event like every other rejection. Partner keys may submit only their own
-carrier's scans: a batch with any other carrier is refused whole (403) and nothing is
-published.
+reported per event like every other rejection.
+
+Partner keys are scoped to their carrier. A batch that steps outside that scope is
+refused whole with a 403 and nothing is published (no event, no dead letter):
+
+* ``CARRIER_NOT_ALLOWED``: a scan names another carrier;
+* ``VEHICLE_NOT_ALLOWED``: a ping's ``vehicle_id`` matches none of the key's vehicle
+  patterns (``fleetflow keys create --vehicles 'FX-VAN*'``); a key without patterns may
+  submit no pings at all, so a partner cannot move our vans (pings drive geofences,
+  stalls and ETAs);
+* ``NOT_CARRIERS_SHIPMENT``: a scan's shipment has a known plan (``ff:shipment:{id}``
+  has an ``order_id``) and none of its legs is the key's carrier. Unknown tracking ids
+  and shipments not planned yet are accepted: carriers often scan before the plan arrives.
+
+Whole-batch refusal, not a per-event ``rejected``: these are authorization failures
+(a misconfigured client or an attempt to write someone else's data), not data-quality
+problems. Per-event rejections are published to ``ff.dead-letters`` as pipeline input,
+and a scope violation has no business there; one rule ("403: nothing was accepted")
+is also simpler for a client than a partly accepted batch. The message names the
+offending carriers, vehicles or tracking ids so the client can drop them and resend.
+Admin keys are not scoped.
 """
 from __future__ import annotations
 
@@ -25,6 +43,7 @@ from api import idempotency
 from api.auth import Principal, Submitter
 from api.errors import ApiError, responses
 from api.observability import PUBLISHED
+from api.repos import shipments as shipments_repo
 from fleetflow import contracts, topics
 from fleetflow.apikeys import PARTNER
 from fleetflow.contracts import ContractError
@@ -38,6 +57,11 @@ KINDS = {"scan": ("scans", topics.SCANS.name, "tracking_id"), "ping": ("pings", 
 PARTNER_SOURCE = "PARTNER_API"
 UNKNOWN_KIND = "UNKNOWN_KIND"
 EVENT_ID_CONFLICT = "EVENT_ID_CONFLICT"
+CARRIER_NOT_ALLOWED = "CARRIER_NOT_ALLOWED"
+VEHICLE_NOT_ALLOWED = "VEHICLE_NOT_ALLOWED"
+NOT_CARRIERS_SHIPMENT = "NOT_CARRIERS_SHIPMENT"
+# How many offending ids a 403 message names (a 500-event batch could name 500).
+MAX_IDS_IN_MESSAGE = 10
 
 # SET NX every event id with its content hash; for ids already there, return the stored hash.
 _CLAIM = """
@@ -103,21 +127,95 @@ def _forbidden_carriers(events: list[Any], principal: Principal) -> set[str]:
             and ev["carrier"] and ev["carrier"] != principal.carrier}
 
 
+def _pings(events: list[Any]) -> list[dict]:
+    return [ev for ev in events if isinstance(ev, dict) and ev.get("kind") == "ping"]
+
+
+def _named(ids) -> str:
+    ids = sorted(ids)
+    more = len(ids) - MAX_IDS_IN_MESSAGE
+    return ", ".join(ids[:MAX_IDS_IN_MESSAGE]) + (f" and {more} more" if more > 0 else "")
+
+
+def _check_vehicles(events: list[Any], principal: Principal) -> None:
+    """403 VEHICLE_NOT_ALLOWED if a partner batch pings a vehicle outside the key's patterns."""
+    if principal.role != PARTNER:
+        return
+    pings = _pings(events)
+    if pings and not principal.vehicle_patterns:
+        raise ApiError(403, VEHICLE_NOT_ALLOWED,
+                       f"this key may not submit pings (it has no vehicle patterns; an admin can add them with "
+                       f"`fleetflow keys set-vehicles {principal.key_id} --vehicles 'PATTERN*'`); "
+                       f"nothing in the batch was accepted")
+    # A ping without a string vehicle_id is malformed (rejected on its own), not another fleet's.
+    forbidden = {vid for vid in (ev.get("vehicle_id") for ev in pings)
+                 if isinstance(vid, str) and vid and not principal.may_ping(vid)}
+    if forbidden:
+        raise ApiError(403, VEHICLE_NOT_ALLOWED,
+                       f"this key may submit pings only for vehicles matching {', '.join(principal.vehicle_patterns)}, "
+                       f"not {_named(forbidden)}; nothing in the batch was accepted")
+
+
+async def _check_shipments(redis, events: list[Any], principal: Principal) -> None:
+    """403 NOT_CARRIERS_SHIPMENT if a partner scans a planned shipment none of whose legs is its carrier."""
+    if principal.role != PARTNER:
+        return
+    tids = {ev["tracking_id"] for ev in events
+            if isinstance(ev, dict) and ev.get("kind") == "scan" and isinstance(ev.get("tracking_id"), str)
+            and ev["tracking_id"]}
+    if not tids:
+        return
+    try:
+        planned = await shipments_repo.planned_carriers(redis, tids)
+    except Exception as exc:
+        raise ApiError(503, "REDIS_UNAVAILABLE", f"cannot reach Redis: {exc}") from None
+    foreign = {tid for tid, carriers in planned.items() if carriers and principal.carrier not in carriers}
+    if foreign:
+        raise ApiError(403, NOT_CARRIERS_SHIPMENT,
+                       f"{principal.carrier} carries no leg of shipment {_named(foreign)}; this key may scan only "
+                       f"its carrier's shipments (or ones not planned yet); nothing in the batch was accepted")
+
+
+SUBMIT_DESCRIPTION = """Validates each event with the stream's own admission rules and publishes the
+accepted ones to `ff.scans`/`ff.pings` (rejected ones to `ff.dead-letters`), answering after
+Kafka acknowledged them.
+
+**Partner scope** (admin keys are not scoped). The whole batch is refused with **403** and
+nothing is published when:
+
+* `CARRIER_NOT_ALLOWED`: a scan's `carrier` is not the key's carrier;
+* `VEHICLE_NOT_ALLOWED`: a ping's `vehicle_id` matches none of the key's vehicle patterns
+  (fnmatch, e.g. `FX-VAN*`, set with `fleetflow keys create --vehicles`); a key without
+  patterns may not submit pings at all;
+* `NOT_CARRIERS_SHIPMENT`: a scan's shipment has a known plan and none of its legs is the
+  key's carrier. Unknown tracking ids (no plan yet) are accepted.
+
+The message names the offending carriers, vehicles or tracking ids."""
+
+
 @router.post("", status_code=202, response_model=BatchResult,
-             responses=responses(409), summary="Submit scans and pings (partners)")
+             responses=responses(409, _403="Partner scope: CARRIER_NOT_ALLOWED, VEHICLE_NOT_ALLOWED or "
+                                           "NOT_CARRIERS_SHIPMENT (the whole batch is refused, nothing is "
+                                           "published), or FORBIDDEN (role)"),
+             summary="Submit scans and pings (partners)", description=SUBMIT_DESCRIPTION)
 async def submit(request: Request, principal: Submitter, batch: EventBatch = Body(),
                  idempotency_key: str | None = idempotency.IdempotencyKey):
     app = request.app
     forbidden = _forbidden_carriers(batch.events, principal)
     if forbidden:
-        raise ApiError(403, "CARRIER_NOT_ALLOWED",
+        raise ApiError(403, CARRIER_NOT_ALLOWED,
                        f"this key may submit only {principal.carrier} scans, not {', '.join(sorted(forbidden))}; "
                        f"nothing in the batch was accepted")
+    _check_vehicles(batch.events, principal)
     reservation, replay = await idempotency.reserve(app.state.redis, principal.key_id, idempotency_key,
                                                     batch.events, app.state.settings.idempotency_ttl_s)
     if replay is not None:
         return replay
     try:
+        # After the reservation: this check reads shipment state, which can change, so a
+        # retry of a batch already accepted replays its answer instead of being re-judged.
+        # A refusal releases the reservation (below), so a corrected retry is judged afresh.
+        await _check_shipments(app.state.redis, batch.events, principal)
         out = await _process(app, principal, batch.events)
     except BaseException:
         if reservation is not None:

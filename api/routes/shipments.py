@@ -1,7 +1,11 @@
 """Dispatcher and partner reads of shipments: search, full state, audit and history.
 
 Partner keys see only shipments one of whose legs their carrier handles; anything
-else is a 404, as if it did not exist.
+else is a 404, as if it did not exist. Within such a shipment a partner sees the state,
+the legs (carrier and status of each hop) and the status audit, but only its own
+carrier's history rows (other carriers' raw codes, texts and facilities are theirs),
+and never an id that names one of our vans: geofence-derived scans (``geo|<vehicle>|...``,
+udfs/vehicle_state.py) have their event id blanked in the state, audit and history.
 """
 from __future__ import annotations
 
@@ -63,7 +67,8 @@ class ShipmentDetail(BaseModel):
 
 class HistoryEvent(BaseModel):
     event_time_ms: int
-    event_id: str
+    event_id: str | None = Field(description="null for partner keys when the event was derived from one of our "
+                                             "vans entering a geofence (its id names the van)")
     status: str | None = None
     status_detail: str | None = None
     carrier: str | None = None
@@ -83,6 +88,26 @@ class History(BaseModel):
 
 def _visible(principal: Principal, state: dict[str, Any]) -> bool:
     return principal.role != PARTNER or principal.carrier in repo.carriers_of(state)
+
+
+# Event ids of scans the vehicle job derives from fence entries: "geo|<vehicle_id>|<fence>|...".
+GEOFENCE_EVENT_PREFIX = "geo|"
+
+
+def _names_a_van(event_id: Any) -> bool:
+    return isinstance(event_id, str) and event_id.startswith(GEOFENCE_EVENT_PREFIX)
+
+
+def _partner_state(state: dict[str, Any]) -> dict[str, Any]:
+    if _names_a_van(state.get("last_event_id")):
+        return {**state, "last_event_id": None}
+    return state
+
+
+def _partner_audit(row: dict[str, Any]) -> dict[str, Any]:
+    if row.get("source") == "GEOFENCE" or _names_a_van(row.get("event_id")):
+        return {**row, "event_id": None}
+    return row
 
 
 def _summary(tid: str, s: dict[str, Any]) -> ShipmentSummary:
@@ -162,7 +187,11 @@ async def search_shipments(
     """Hits come from the index of the most selective filter: postcode (+ order range),
     order range, status (entered within the window), late risk, carrier (last event
     within the window); newest first. Every hit is checked against the current state,
-    so all given filters hold for what is returned, and each shipment is listed once."""
+    so all given filters hold for what is returned, and each shipment is listed once.
+
+    Partner keys search their own carrier's shipments only: `carrier` defaults to the
+    key's carrier, another carrier is 403 `CARRIER_NOT_ALLOWED`, and every hit is one
+    of whose legs is the key's carrier."""
     app = request.app
     if principal.role == PARTNER:
         if carrier is not None and carrier != principal.carrier:
@@ -224,6 +253,11 @@ async def _state_for(request: Request, principal: Principal, tracking_id: str) -
             summary="Full shipment state with legs and audit (dispatchers, partners)")
 async def get_shipment(request: Request, principal: StaffOrPartner, tracking_id: str = TrackingId,
                        audit_limit: int = Query(50, ge=0, le=500)) -> ShipmentDetail:
+    """Every field of the current state, the legs and the newest audit records.
+
+    Partner keys: only shipments one of whose legs is their carrier (404 otherwise, as if
+    it did not exist); event ids derived from our vans' geofence entries (`geo|...`) are
+    null in `state.last_event_id` and `audit`."""
     state = await _state_for(request, principal, tracking_id)
     audit: list[dict[str, Any]] = []
     if audit_limit:
@@ -233,6 +267,8 @@ async def get_shipment(request: Request, principal: StaffOrPartner, tracking_id:
             rows = await db.all(repo.AUDIT_CQL, (tracking_id,), limit=audit_limit)
             audit = [repo.row_dict(r) for r in rows[:audit_limit]]
             audit.sort(key=lambda a: a.get("version") or 0, reverse=True)
+    if principal.role == PARTNER:
+        state, audit = _partner_state(state), [_partner_audit(a) for a in audit]
     return ShipmentDetail(tracking_id=tracking_id, state={**state, "tracking_id": tracking_id},
                           legs=repo.legs_of(state), audit=audit)
 
@@ -242,13 +278,22 @@ async def get_shipment(request: Request, principal: StaffOrPartner, tracking_id:
 async def get_history(request: Request, principal: StaffOrPartner, tracking_id: str = TrackingId,
                       limit: int = Query(50, ge=1, le=500),
                       page_token: str | None = Query(None, max_length=2000)) -> History:
+    """Raw `shipment_history` rows, newest first.
+
+    Partner keys: only shipments one of whose legs is their carrier (404 otherwise), and
+    only their own carrier's rows, so a page may hold fewer than `limit` rows while
+    `next_page_token` is set."""
     await _state_for(request, principal, tracking_id)
     app = request.app
     scope = ["history", tracking_id, limit]
     cursor = app.state.tokens.decode(scope, page_token) or {}
     page = await app.state.cassandra.page(repo.HISTORY_CQL, (tracking_id,), fetch_size=limit,
                                           paging_state=paging_from_str(cursor.get("p")))
-    events = [HistoryEvent(**r._asdict()) for r in page.rows]
+    rows = [r._asdict() for r in page.rows]
+    if principal.role == PARTNER:
+        # Only the partner's own carrier's rows (a page may then hold fewer than `limit`).
+        rows = [_partner_audit(r) for r in rows if r.get("carrier") == principal.carrier]
+    events = [HistoryEvent(**r) for r in rows]
     nxt = app.state.tokens.encode(scope, {"p": paging_to_str(page.paging_state)}) if page.paging_state else None
     return History(tracking_id=tracking_id, events=events, next_page_token=nxt)
 

@@ -39,14 +39,17 @@ def key_session(stack):
 
 @pytest.fixture(scope="session")
 def make_key(key_session, api_settings):
-    """Factory: ``make_key(role, carrier=None, rate_limit=None) -> auth headers``; keys are revoked at the end."""
+    """Factory: ``make_key(role, carrier=None, rate_limit=None, vehicles=()) -> auth headers``; keys are
+    revoked at the end."""
     from fleetflow import apikeys
     made = []
     pepper = api_settings.key_pepper.get_secret_value().encode()
 
-    def make(role: str, carrier: str | None = None, rate_limit: int | None = 100_000, name: str = "api-test"):
+    def make(role: str, carrier: str | None = None, rate_limit: int | None = 100_000, name: str = "api-test",
+             vehicles=()):
         key, raw = apikeys.create(key_session, pepper, role=role, carrier=carrier, name=name,
-                                  rate_limit_per_min=rate_limit, now_ms=int(time.time() * 1000))
+                                  rate_limit_per_min=rate_limit, vehicle_patterns=vehicles,
+                                  now_ms=int(time.time() * 1000))
         made.append(key.key_id)
         return {"Authorization": f"Bearer {raw}"}
 

@@ -25,7 +25,7 @@ def _decoded(pairs, schema):
 
 
 def test_same_batch_twice_publishes_once_and_dead_letters_bad_events(client, make_key, topic_tail, run_id):
-    h = make_key("partner", carrier="FEDEX")
+    h = make_key("partner", carrier="FEDEX", vehicles=[f"VAN{run_id}"])
     tid = f"PA{run_id}"
     eight_days_ago = int(time.time() * 1000) - 8 * 86_400_000
     batch = {"events": [_scan(tid, 1), _scan(tid, 2, location={"lat": 52.5, "lon": 13.4}),

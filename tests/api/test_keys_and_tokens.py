@@ -40,3 +40,16 @@ def test_page_tokens_round_trip_and_refuse_forgery_and_other_queries():
             tokens.decode(scope, token)
         assert e.value.status == 400 and e.value.code == "INVALID_PAGE_TOKEN"
     assert PageTokens(b"other").encode(["q"], {}) != PageTokens(b"pepper").encode(["q"], {})
+
+
+def test_vehicle_patterns_are_partner_only_named_and_matched_fnmatch_style():
+    assert apikeys.check_vehicle_patterns("partner", ["FX-VAN*, FX-TRUCK?", "FX-VAN*"]) == ("FX-VAN*", "FX-TRUCK?")
+    assert apikeys.check_vehicle_patterns("admin", []) == ()
+    assert apikeys.vehicle_allowed("FX-VAN12", ("FX-VAN*",))
+    assert not apikeys.vehicle_allowed("VAN007", ("FX-VAN*",))
+    assert not apikeys.vehicle_allowed("fx-van12", ("FX-VAN*",))  # van ids are case-sensitive
+    assert not apikeys.vehicle_allowed("VAN007", ())
+    for role, patterns in [("admin", ["FX*"]), ("dispatcher", ["FX*"]), ("partner", ["*"]), ("partner", ["**?"]),
+                           ("partner", ["FX VAN*"]), ("partner", ["X" * 65]), ("partner", [f"P{i}" for i in range(21)])]:
+        with pytest.raises(apikeys.ApiKeyError):
+            apikeys.check_vehicle_patterns(role, patterns)
