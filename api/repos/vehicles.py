@@ -23,15 +23,16 @@ def parse_vehicle(vehicle_id: str, raw: dict) -> dict[str, Any] | None:
         key, val = k.decode(), v.decode()
         if key in HIDDEN or key == "vehicle_id":
             continue
-        if val == "":
+        if key == "fences":
+            # The job writes "" for a van inside no fence: an empty list, not an unknown.
+            out[key] = [f for f in val.split(",") if f]
+        elif val == "":
             out[key] = None
         elif key in FLOATS or key in INTS:
             try:
                 out[key] = int(float(val)) if key in INTS else float(val)
             except ValueError:
                 out[key] = None
-        elif key == "fences":
-            out[key] = [f for f in val.split(",") if f]
         else:
             out[key] = val
     return out

@@ -15,7 +15,7 @@ from api import errors
 from api.auth import Principal, Submitter
 from api.routes import events
 from fleetflow import contracts, topics
-from fleetflow.apikeys import PARTNER
+from fleetflow.apikeys import ADMIN
 
 
 class FakeRedis:
@@ -52,7 +52,7 @@ def api():
     app.state.settings = SimpleNamespace(event_id_ttl_s=3600, idempotency_ttl_s=3600)
     app.state.known_carriers = frozenset({"FEDEX"})
     submitter = typing.get_args(Submitter)[1].dependency
-    app.dependency_overrides[submitter] = lambda: Principal("key-1", PARTNER, "FEDEX", 600)
+    app.dependency_overrides[submitter] = lambda: Principal("key-1", ADMIN, None, 600)
     with TestClient(app) as client:
         yield client, app.state.publisher
 
