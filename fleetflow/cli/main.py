@@ -169,11 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     s = settings.load()
     logs.configure(s)
     try:
-        args.fn(s, args)
+        # A handler may return a non-zero status (a check that found differences).
+        rc = args.fn(s, args)
     except StackError as exc:
         log.error(str(exc))
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    return rc if type(rc) is int else 0

@@ -66,6 +66,9 @@ def add_simulate_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
 def add_replay_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("file", help="a recording written by simulate --out")
     parser.add_argument("--bootstrap", metavar="HOST:PORT", required=True)
+    parser.add_argument("--truth", metavar="FILE",
+                        help="the recording's truth file: the topics' start offsets are added to it, so "
+                             "`fleetflow accounting FILE` can check this replay afterwards")
     parser.add_argument("--rate", type=float, default=0.0, help="events/s; 0 = as fast as possible (default)")
     parser.add_argument("--speedup", type=float, default=0.0,
                         help="honour recorded offsets, N times faster; ignored when --rate is set (default off)")
@@ -112,6 +115,11 @@ def run_replay(args: argparse.Namespace) -> int:
             by_topic[item.topic] += 1
             yield item
 
+    if args.truth:
+        from fleetflow.simulate import accounting
+        truth = sinks.read_truth(args.truth)
+        truth[accounting.OFFSETS_KEY] = accounting.end_offsets(args.bootstrap)
+        sinks.write_truth(args.truth, truth)
     t0 = time.monotonic()
     pacer = sinks.Pacer(args.rate, args.speedup, args.from_offset_ms)
     sent = sinks.send_all(sinks.KafkaSink(args.bootstrap), counted(), total, pacer,

@@ -230,8 +230,14 @@ def simulate(cfg: SimConfig) -> Summary:
         sinks.write_recording(cfg.out_path, sim.records)
         summary.outputs.append(f"recording: {cfg.out_path}")
     if cfg.truth_path:
+        if cfg.bootstrap:
+            from fleetflow.simulate import accounting
+            # Marks where this run starts on the topics, so `fleetflow accounting` can check it later.
+            sim.truth[accounting.OFFSETS_KEY] = accounting.end_offsets(cfg.bootstrap)
         sinks.write_truth(cfg.truth_path, sim.truth)
         summary.outputs.append(f"truth: {cfg.truth_path}")
+        if cfg.bootstrap:
+            summary.outputs.append(f"check the stores once the jobs caught up: fleetflow accounting {cfg.truth_path}")
     if cfg.bootstrap:
         t0 = time.monotonic()
         sink = sinks.KafkaSink(cfg.bootstrap)
