@@ -111,3 +111,13 @@ def test_bad_ping_interval_is_refused():
         sim_config(ping_interval_min_s=30, ping_interval_max_s=10)
     with pytest.raises(ValueError):
         sim_config(edge_park_rate=1.5)
+
+
+def test_cli_passes_edge_parking_and_ping_interval():
+    import argparse
+
+    from fleetflow.simulate.cli import add_simulate_args, config_from_args
+    args = add_simulate_args(argparse.ArgumentParser()).parse_args(
+        ["--edge-park-rate", "0.5", "--ping-interval", "60", "120", "--no-progress"])
+    cfg = config_from_args(args)
+    assert (cfg.edge_park_rate, cfg.ping_interval_min_s, cfg.ping_interval_max_s) == (0.5, 60.0, 120.0)
