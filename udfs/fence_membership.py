@@ -36,13 +36,19 @@ Out-of-order pings are ignored, and counted
 Sparse pings still see fences crossed between fixes
     When two consecutive good pings are ``cfg.sparse_gap_ms`` or
     ``cfg.sparse_gap_m`` apart, the straight segment between them is tested. Each
-    fence the segment runs through, where neither ping is inside and the van is
-    not already a member or a candidate, gets an ENTER and an EXIT with
+    fence the segment runs through, where neither ping is inside or within the
+    fence's exit buffer, and the van is not already a member or a candidate, gets
+    an ENTER and an EXIT with
     ``interpolated=True``. Their times are interpolated linearly along the segment,
     which assumes constant speed. Dwell and ``min_pings`` are not applied, because
     there is nothing to count; consumers that want only observed visits filter on
     ``interpolated``. Closer pings are not tested: dense tracks show visits
     directly, and a clipped corner between two dense fixes is a drive-past. A
+    segment ending within a fence's exit buffer is not tested against that fence:
+    the van is at the fence's edge, and when it drives in the observed ENTER
+    follows seconds later. An interpolated visit just before it was the flap
+    (EXIT then ENTER of one fence within seconds) that bench/geofence_accuracy.py
+    found where the straight chord cut the corner of a stop the road went round. A
     candidate that one good fix opened and the next good fix, after a sparse gap,
     finds outside, is dropped like any other: one fix is not enough evidence for a
     visit, however long the gap around it.
@@ -184,7 +190,11 @@ def step(state: MembershipState | None, ping: Ping, now_ms: int, index: Geofence
     candidate_ids = {c.geofence_id for c in candidates}
 
     if good and state.last_good is not None:
-        emits.extend(_sparse_crossings(vid, state.last_good, ping, index, member_ids | candidate_ids, cfg))
+        # A fence whose exit buffer holds the new ping is left to the normal rules: the van is
+        # at its edge now, so an interpolated visit would be followed by an observed ENTER
+        # if the van drives in (a flap), or stand for edge noise if it does not.
+        emits.extend(_sparse_crossings(vid, state.last_good, ping, index,
+                                       member_ids | candidate_ids | within_buffer, cfg))
 
     # Members: track when the van left the fence, EXIT once it is clear of the buffer.
     kept_members = []

@@ -59,6 +59,11 @@ def add_simulate_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     faults.add_argument("--failed-attempt-rate", type=_rate, default=c.DEFAULT_FAILED_ATTEMPT_RATE,
                         help="default %(default)s")
     faults.add_argument("--exception-rate", type=_rate, default=c.DEFAULT_EXCEPTION_RATE, help="default %(default)s")
+    faults.add_argument("--edge-park-rate", type=_rate, default=c.DEFAULT_EDGE_PARK_RATE,
+                        help="share of stops parked just inside the stop fence's edge (default %(default)s)")
+    faults.add_argument("--ping-interval", type=float, nargs=2, metavar=("MIN_S", "MAX_S"),
+                        default=(c.DEFAULT_PING_INTERVAL_MIN_S, c.DEFAULT_PING_INTERVAL_MAX_S),
+                        help="seconds between pings, uniform (default %(default)s)")
     _add_progress_args(p)
     return p
 
@@ -93,7 +98,8 @@ def config_from_args(args: argparse.Namespace) -> c.SimConfig:
         out_of_order_bound_s=args.ooo_bound, late_rate=args.late_rate, malformed_rate=args.malformed_rate,
         stall_rate_per_hour=args.stall_rate, dropout_rate=args.dropout_rate, cell_fallback_rate=args.cell_rate,
         multi_leg_rate=args.multi_leg_rate, failed_attempt_rate=args.failed_attempt_rate,
-        exception_rate=args.exception_rate, out_path=args.out, truth_path=args.truth, bootstrap=args.bootstrap,
+        exception_rate=args.exception_rate, edge_park_rate=args.edge_park_rate,
+        ping_interval_min_s=args.ping_interval[0], ping_interval_max_s=args.ping_interval[1], out_path=args.out, truth_path=args.truth, bootstrap=args.bootstrap,
         rate_eps=args.rate, speedup=args.speedup, progress=sinks.progress_wanted(args.progress))
 
 

@@ -26,6 +26,12 @@ DEFAULT_CELL_FALLBACK_RATE = 0.02
 DEFAULT_MULTI_LEG_RATE = 0.10
 DEFAULT_FAILED_ATTEMPT_RATE = 0.07
 DEFAULT_EXCEPTION_RATE = 0.03
+# Share of customer stops where the van parks right at the edge of the stop's fence (inside,
+# within fleet.EDGE_PARK_BAND_M of the boundary), so GPS noise crosses the boundary both ways.
+DEFAULT_EDGE_PARK_RATE = 0.0
+# Time between two pings of a tracker, drawn uniformly per ping; power-save trackers report less often.
+DEFAULT_PING_INTERVAL_MIN_S = 10.0
+DEFAULT_PING_INTERVAL_MAX_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,9 @@ class SimConfig:
     multi_leg_rate: float = DEFAULT_MULTI_LEG_RATE
     failed_attempt_rate: float = DEFAULT_FAILED_ATTEMPT_RATE
     exception_rate: float = DEFAULT_EXCEPTION_RATE
+    edge_park_rate: float = DEFAULT_EDGE_PARK_RATE
+    ping_interval_min_s: float = DEFAULT_PING_INTERVAL_MIN_S
+    ping_interval_max_s: float = DEFAULT_PING_INTERVAL_MAX_S
     # HMAC key for driver pseudonyms; None means fleetflow.privacy's env/dev-key rule.
     driver_key: bytes | None = None
     # Where results go; simulate() needs at least one of out_path / bootstrap to be useful.
@@ -71,10 +80,13 @@ class SimConfig:
         if self.stops_per_van < 1:
             raise ValueError("stops_per_van must be >= 1")
         for name in ("duplicate_rate", "out_of_order_rate", "late_rate", "malformed_rate", "dropout_rate",
-                     "cell_fallback_rate", "multi_leg_rate", "failed_attempt_rate", "exception_rate"):
+                     "cell_fallback_rate", "multi_leg_rate", "failed_attempt_rate", "exception_rate",
+                     "edge_park_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
+        if not 0 < self.ping_interval_min_s <= self.ping_interval_max_s:
+            raise ValueError("need 0 < ping_interval_min_s <= ping_interval_max_s")
         if self.duplicate_rate + self.out_of_order_rate + self.late_rate > 1.0:
             raise ValueError("duplicate_rate + out_of_order_rate + late_rate must not exceed 1")
 

@@ -108,7 +108,7 @@ def generate(cfg: SimConfig, on_van_done: Callable[[int], None] | None = None) -
         depot = world.depot(region)
         van = VanPlan(vehicle_id, f"RT-{day}-{vehicle_id}", driver_id, pseudonymise_driver(driver_id, driver_key),
                       depot, customer_stops(vrng, depot, cfg.stops_per_van, f"STP-{day}-{vehicle_id}"))
-        plan_van(vrng, van, S, cfg.stall_rate_per_hour)
+        plan_van(vrng, van, S, cfg.stall_rate_per_hour, cfg.edge_park_rate, rng_for(cfg.seed, "edge-park", i))
         vans.append(van)
 
         srng = rng_for(cfg.seed, "orders", i)
@@ -133,7 +133,8 @@ def generate(cfg: SimConfig, on_van_done: Callable[[int], None] | None = None) -
         for record in _assignments(van, orders, S, lambda h=new_hex: f"asg-{h()}"):
             emit("assignments", record["vehicle_id"], record, record["event_time_ms"])
         for record in van_pings(vrng, van, S, H, cfg.dropout_rate, cfg.cell_fallback_rate,
-                                lambda h=new_hex: f"png-{h()}"):
+                                lambda h=new_hex: f"png-{h()}",
+                                (int(cfg.ping_interval_min_s * 1000), int(cfg.ping_interval_max_s * 1000))):
             emit("pings", record["vehicle_id"], record, record["event_time_ms"])
         if on_van_done is not None:
             on_van_done(1)

@@ -40,6 +40,10 @@ POWER_DOWN_MIN_MS = 5 * 60_000
 POWER_DOWN_MAX_MS = 10 * 60_000
 PARK_OFFSET_MIN_M = 5.0
 PARK_OFFSET_MAX_M = 35.0
+# An edge-parked van stops this far inside its stop fence's boundary at most: within the
+# GPS noise (sigma = accuracy / 2, 2.5-7.5 m), so fixes land on both sides of the edge.
+EDGE_PARK_BAND_M = 8.0
+EDGE_PARK_MIN_INSIDE_M = 0.5
 CRUISE_MIN_MPS = 8.5
 CRUISE_MAX_MPS = 12.5
 MIN_SPEED_MPS = 1.5
@@ -112,8 +116,13 @@ class VanPlan:
     halts: list[Halt] = field(default_factory=list)
 
 
-def plan_van(rng: random.Random, van: VanPlan, start_ms: int, stall_rate_per_hour: float) -> VanPlan:
-    """Fill in ``van``'s timeline from shift start until its tracker powers down."""
+def plan_van(rng: random.Random, van: VanPlan, start_ms: int, stall_rate_per_hour: float,
+             edge_park_rate: float = 0.0, edge_rng: random.Random | None = None) -> VanPlan:
+    """Fill in ``van``'s timeline from shift start until its tracker powers down.
+
+    With ``edge_park_rate`` > 0, that share of stops is parked at the edge of the stop's
+    fence instead (drawn from ``edge_rng``, so ``rng``'s stream, and every other detail
+    of the run, stays the same as without edge parking)."""
     cruise_mps = rng.uniform(CRUISE_MIN_MPS, CRUISE_MAX_MPS)
     yard = _offset(rng, van.depot.xy, 0.0, 30.0)
     van.yard_xy = yard
@@ -125,6 +134,9 @@ def plan_van(rng: random.Random, van: VanPlan, start_ms: int, stall_rate_per_hou
     here = yard
     for order, stop in enumerate(van.stops, start=1):
         park = _offset(rng, stop.xy, PARK_OFFSET_MIN_M, PARK_OFFSET_MAX_M)
+        if edge_park_rate > 0 and edge_rng is not None and edge_rng.random() < edge_park_rate:
+            inside_m = edge_rng.uniform(EDGE_PARK_MIN_INSIDE_M, EDGE_PARK_BAND_M)
+            park = _offset(edge_rng, stop.xy, stop.radius_m - inside_m, stop.radius_m - inside_m)
         want_break = not took_break and t >= break_due_ms
         t, took = _drive(rng, van, here, park, t, cruise_mps, stall_rate_per_hour, want_break)
         took_break = took_break or took
@@ -225,13 +237,16 @@ def _pieces(rng: random.Random, path: list[Point], cruise_mps: float) -> list[tu
 
 
 def van_pings(rng: random.Random, van: VanPlan, start_ms: int, end_ms: int, dropout_rate: float,
-              cell_fallback_rate: float, new_id: Callable[[], str]) -> list[dict[str, Any]]:
-    """GpsPing records (Avro-shaped dicts) from shift start until end_ms or power-down."""
+              cell_fallback_rate: float, new_id: Callable[[], str],
+              interval_ms: tuple[int, int] = (PING_INTERVAL_MIN_MS, PING_INTERVAL_MAX_MS)) -> list[dict[str, Any]]:
+    """GpsPing records (Avro-shaped dicts) from shift start until end_ms or power-down,
+    every ``interval_ms`` (uniform between the two bounds)."""
+    interval_min_ms, interval_max_ms = interval_ms
     out: list[dict[str, Any]] = []
     phases = van.phases
     idx = 0
     cell_left = 0
-    t = start_ms + rng.randint(0, PING_INTERVAL_MIN_MS)
+    t = start_ms + rng.randint(0, interval_min_ms)
     stop_ms = min(end_ms, van.off_ms)
     while t <= stop_ms:
         while phases[idx].t1_ms < t:
@@ -275,7 +290,7 @@ def van_pings(rng: random.Random, van: VanPlan, start_ms: int, end_ms: int, drop
             "accuracy_m": round(accuracy_m, 1),
             "source": source,
         })
-        t += rng.randint(PING_INTERVAL_MIN_MS, PING_INTERVAL_MAX_MS)
+        t += rng.randint(interval_min_ms, interval_max_ms)
     return out
 
 

@@ -1,6 +1,6 @@
 """The ground truth of one run: what really happened, independent of what the stream shows.
 
-Benchmarks (ETA accuracy, stall detection, lifecycle, dedup) compare job output
+Benchmarks (ETA accuracy, stall detection, geofence visits, lifecycle, dedup) compare job output
 against this file. Times are exact simulated instants, not reconstructed from pings.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from fleetflow.simulate.config import SimConfig
 from fleetflow.simulate.fleet import BREAK, STALL, VanPlan
 from fleetflow.simulate.geo import to_latlon
 from fleetflow.simulate.shipments import OrderSim, ShipmentHistory
+from fleetflow.simulate.visits import true_fence_visits
 from fleetflow.simulate.world import World
 
 FORMAT = "fleetflow-sim-truth/1"
@@ -105,6 +106,9 @@ def build_truth(cfg: SimConfig, world: World, vans: list[VanPlan], orders_by_van
         "arrivals": arrivals,
         "stalls": stalls,
         "breaks": breaks,
+        # Each van's noise-free path inside each published geofence (visits.py); exit_ms None:
+        # still inside when the tracker went off or the run ended.
+        "fence_visits": true_fence_visits(vans, world.facilities, H),
         "packages": packages,
         "faults": {
             "duplicate_event_ids": log.duplicates,

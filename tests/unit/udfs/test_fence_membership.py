@@ -230,6 +230,34 @@ def test_sparse_segment_ending_inside_a_fence_leaves_it_to_the_dwell_rule():
     assert events == [] and [c.geofence_id for c in state.candidates] == ["STOP1"]
 
 
+def _chord_then_arrival():
+    # After a 5 min gap the next fix is 20 m past the edge (inside the 50 m exit buffer); the
+    # straight chord to it cuts through the fence, but the road went round it and the van
+    # drives in now.
+    start, edge = at(north_m=-300, east_m=-600), at(east_m=120)
+    return [p(start, T0_MS), p(edge, T0_MS + minutes(5)), p(INSIDE, T0_MS + minutes(5) + seconds(20)),
+            p(INSIDE, T0_MS + minutes(5) + seconds(40))]
+
+
+def test_sparse_segment_ending_in_the_exit_buffer_is_no_visit_so_arriving_does_not_flap():
+    idx = GeofenceIndex([stop_fence(radius_m=100, min_pings=2, exit_buffer_m=50)])
+    state, events, _ = run(_chord_then_arrival(), idx)
+    assert [(e.event_type, e.reason, e.event_time_ms - T0_MS) for e in events] == [
+        (ENTER, OBSERVED, minutes(5) + seconds(20))]
+    assert [m.geofence_id for m in state.members] == ["STOP1"]
+
+
+def test_sparse_segment_ending_in_the_exit_buffer_delivered_backwards_enters_once():
+    # Out-of-order twin: the chord's start arrives after the fix at the edge, is ignored, and
+    # the van still enters exactly once.
+    idx = GeofenceIndex([stop_fence(radius_m=100, min_pings=2, exit_buffer_m=50)])
+    start, edge, in1, in2 = _chord_then_arrival()
+    state, events, _ = run([edge, start, in1, in2], idx)
+    assert [(e.event_type, e.reason, e.event_time_ms - T0_MS) for e in events] == [
+        (ENTER, OBSERVED, minutes(5) + seconds(20))]
+    assert state.out_of_order_pings == 1
+
+
 # ------------------------------------------------------------------ duplicate notifications
 
 def test_van_parked_inside_for_hours_enters_once():

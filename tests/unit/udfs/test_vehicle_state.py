@@ -1,5 +1,6 @@
 """The per-vehicle composition: fences + watch + parcels + shift + snapshots + timers."""
 from tests.builders import T0_MS, assignment, geofence, minutes, offset, ping, seconds
+from tests.drivers import VehicleRun
 from udfs import vehicle_state as vs
 from udfs.alerts import Alert
 from udfs.events import Ping
@@ -41,50 +42,11 @@ def A(action="LOADED", tracking_id="TRK1", stop_id="STP-1", t_ms=T0_MS, stop=STO
                                                 route_id=route_id))
 
 
-class Run:
-    """Feeds events in order, keeping the state and the timers like the operator does."""
+class Run(VehicleRun):
+    """The shared driver (tests/drivers.py) over this module's fences."""
 
     def __init__(self, rules=vs.DEFAULT_RULES):
-        self.state, self.rules, self.idx = None, rules, index()
-        self.timers, self.ptimer, self.out = set(), None, []
-
-    def _apply(self, o: vs.Outcome):
-        self.state = o.state
-        self.timers |= set(o.register_ms)
-        self.timers -= set(o.delete_ms)
-        if o.delete_processing_ms is not None and o.delete_processing_ms == self.ptimer:
-            self.ptimer = None
-        if o.register_processing_ms is not None:
-            self.ptimer = o.register_processing_ms
-        self.out.extend(o.emits)
-        return o
-
-    def ping(self, p, wall_ms=None):
-        return self._apply(vs.on_ping(self.state, p, wall_ms or p.event_time_ms + 1000, self.idx, self.rules))
-
-    def assign(self, a):
-        return self._apply(vs.on_assignment(self.state, a, a.event_time_ms + 1000, self.rules))
-
-    def advance_watermark(self, wm_ms):
-        while self.state is not None and any(t <= wm_ms for t in self.timers):
-            t = min(self.timers)
-            self.timers.discard(t)
-            self._apply(vs.on_timer(self.state, t, wm_ms, self.rules))
-
-    def wall_clock(self, now_ms):
-        """Fire the processing-time timer while it is due (it re-arms lazily)."""
-        emits = []
-        while self.ptimer is not None and self.ptimer <= now_ms:
-            fired, self.ptimer = self.ptimer, None
-            emits.extend(self._apply(vs.on_processing_timer(self.state, fired, self.rules)).emits)
-        return emits
-
-    def alerts(self, typ=None, state=None):
-        return [a for a in self.out if isinstance(a, Alert) and (typ is None or a.type == typ)
-                and (state is None or a.state == state)]
-
-    def of(self, cls):
-        return [e for e in self.out if isinstance(e, cls)]
+        super().__init__(index(), rules)
 
 
 def drive(run, start, end, t0_ms, n, step_ms=seconds(20)):
