@@ -60,3 +60,9 @@ def test_the_command_names_an_unreadable_truth_file(tmp_path, capsys):
     from fleetflow.cli.main import main
     assert main(["accounting", str(tmp_path / "missing.json")]) == 1
     assert "cannot read truth file" in capsys.readouterr().out
+
+
+def test_every_valid_ping_of_a_run_falls_in_the_window_its_position_rows_are_counted_in(small_run):
+    lo, hi = accounting.ping_window_ms(small_run.truth)
+    times = [s.record["event_time_ms"] for s in small_run.stream if s.topic == "ff.pings" and s.record is not None]
+    assert times and all(lo <= t <= hi for t in times), (lo, hi, min(times), max(times))
