@@ -2,7 +2,7 @@
 
 Runs the fleet simulator (``fleetflow.simulate.generate``, deterministic per seed) and
 replays its recording, faults included, in produce order through the same rules the
-``fleetflow-eta`` job runs (no Flink): decode + validate + dedup by event_id, the
+``fleetflow-eta`` job runs (no Flink): decode + validate + dedup by source identity (``udfs.dedup.dedup_key``), the
 per-van speed model (``udfs.speed_model.slot_updates``), the van rule
 (``udfs.eta.hold_ping`` / ``van_on_timer`` / ``van_step``, pings applied once a
 60 s bounded-out-of-orderness watermark passes them) and the parcel tracker (``udfs.lanes.parcel_step``) that turns
@@ -41,6 +41,7 @@ from fleetflow.ingest import route_record  # noqa: E402
 from fleetflow.simulate.config import SimConfig  # noqa: E402
 from fleetflow.simulate.engine import generate  # noqa: E402
 from udfs import speed_model  # noqa: E402
+from udfs.dedup import dedup_key  # noqa: E402
 from udfs.eta import (Assignment, EtaConfig, ParcelDone, hold_ping, naive_eta, van_on_timer,  # noqa: E402
                       van_step, window_half_width_ms)
 from udfs.events import Ping  # noqa: E402
@@ -81,7 +82,7 @@ def replay(sim, eta_cfg: EtaConfig, speed_cfg: speed_model.SpeedModelConfig,
            out_of_orderness_ms: int = 60_000) -> Replay:
     vcfg = ValidationConfig()
     views = _shipment_views(sim.truth)
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     vans: dict[str, dict] = {}
     models: dict[str, dict] = defaultdict(dict)
     parcels: dict[str, dict] = {}
@@ -130,9 +131,10 @@ def replay(sim, eta_cfg: EtaConfig, speed_cfg: speed_model.SpeedModelConfig,
             continue
         record, dead = route_record(rec.value, schema, rec.produce_ms, vcfg, frozenset(sim.truth["config"]["carriers"]),
                                     source_topic=rec.topic)
-        if dead is not None or record["event_id"] in seen:
+        key = None if dead is not None else (schema, dedup_key(schema, record))
+        if key is None or key in seen:
             continue
-        seen.add(record["event_id"])
+        seen.add(key)
         if schema == "pings":
             ping = Ping.from_record(record)
             slots = speed_model.slot_updates(models[ping.vehicle_id], ping, speed_cfg)

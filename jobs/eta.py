@@ -1,7 +1,7 @@
 """ETA and promise-risk job: arrival estimates per parcel, LATE_RISK alerts, SLA outcomes.
 
 Kafka ``ff.pings``, ``ff.assignments``, ``ff.shipment-states`` → decode + validate
-(→ ``ff.dead-letters``) → event-time watermarks → dedup →
+(→ ``ff.dead-letters``) → event-time watermarks → dedup by source (udfs/dedup.py) →
 
 1. parcel tracker, keyed by tracking_id (assignments + shipment states): which van a
    parcel is on, its lane, when it is done → ParcelDone to the van, lane queries and

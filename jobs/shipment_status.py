@@ -1,7 +1,7 @@
 """Shipment status job: scans and plans in, one lifecycle per shipment out.
 
 ``ff.scans`` → decode + validate (untrusted → ``ff.dead-letters`` with reason, bytes and
-origin) → event-time watermarks → dedup by event_id → normalise the carrier code with
+origin) → event-time watermarks → dedup by (carrier, event_id) → normalise the carrier code with
 the carrier mappings (broadcast state fed by ``ff.carrier-mappings`` on top of the files
 in fleetflow/carriers/; an unknown code → dead letter + CARRIER_ONBOARDING alert) →
 keyed by tracking_id, together with ``ff.plans`` split per package → lifecycle rule
@@ -31,8 +31,8 @@ from jobs.common import JobConfig, Outputs, Sinks, attach, run
 from jobs.operators import DecisionOperator
 from jobs.shipment_sinks import ShipmentStoreWriter, state_record, stuck_alert_record
 from jobs.sinks import BYTES
-from jobs.validate import DEAD_LETTERS, MAX_DETAIL_CHARS, ValidateRecords, event_time_strategy
-from udfs import dedup, lifecycle, orders
+from jobs.validate import DEAD_LETTERS, MAX_DETAIL_CHARS, ValidateRecords, unique_by_source
+from udfs import lifecycle, orders
 from udfs.events import Scan
 from udfs.lifecycle import ShipmentAlert, StateChanged
 from udfs.normalise import (UNKNOWN_CARRIER_CODE, CarrierMapping, UnknownCode, apply_mapping_update, carrier_key,
@@ -99,7 +99,7 @@ class ValidateScansKeepingOrigin(ValidateRecords):
     """ValidateRecords whose valid scans leave as ReceivedScan (bytes and origin attached)."""
 
     def __init__(self, cfg):
-        super().__init__("scans", self._received, cfg, AnyCarrier())
+        super().__init__("scans", self._received, cfg, AnyCarrier(), for_dedup=True)
         self._row = None
 
     def _received(self, record: dict) -> ReceivedScan:
@@ -127,19 +127,17 @@ def _ingestion_time(stream, idleness_ms: int, uid: str, name: str):
 
 
 def _validated_scans(scans, cfg: JobConfig):
-    """The shared ingest stage (jobs/validate.py) with the scans' origin kept; same uids."""
+    """The shared ingest stage (jobs/validate.py) with the scans' origin kept; same uids.
+
+    Deduplicated by (carrier, event_id), the carrier folded (udfs/dedup.py): two
+    carriers' ``evt-1`` are two events. A resend with other content is an
+    EVENT_ID_CONFLICT dead letter."""
     checked = (scans.process(ValidateScansKeepingOrigin(cfg.validation()), output_type=Types.PICKLED_BYTE_ARRAY())
                .uid(f"{UID_SCANS_PREFIX}-validate").name("decode + validate scans"))
-    dead = checked.get_side_output(DEAD_LETTERS)
-    strategy = event_time_strategy(cfg.out_of_orderness_ms, cfg.idleness_ms)
-    timed = checked.assign_timestamps_and_watermarks(strategy).uid(f"{UID_SCANS_PREFIX}-watermarks").name(
-        "scans event time")
-    ttl_ms = cfg.dedup_ttl_ms
-    unique = (timed.key_by(lambda e: e.event_id, key_type=Types.STRING())
-              .process(DecisionOperator(lambda st, ev, now: dedup.step(st, ev, now, ttl_ms), dedup.on_timer,
-                                        state_name="dedup"), output_type=Types.PICKLED_BYTE_ARRAY())
-              .uid(f"{UID_SCANS_PREFIX}-dedup").name("dedup scans by event_id"))
-    return unique, dead
+    unique, conflicts = unique_by_source(checked, "scans", out_of_orderness_ms=cfg.out_of_orderness_ms,
+                                         idleness_ms=cfg.idleness_ms, dedup_ttl_ms=cfg.dedup_ttl_ms,
+                                         uid_prefix=UID_SCANS_PREFIX)
+    return unique, checked.get_side_output(DEAD_LETTERS).union(conflicts)
 
 
 def _subtask_index(runtime_context) -> int:

@@ -1,7 +1,7 @@
 """Vehicle tracking job: pings, assignments and geofences in; positions, fences, scans and alerts out.
 
 Kafka ``ff.pings`` and ``ff.assignments`` → decode + validate (→ ``ff.dead-letters``) →
-event-time watermarks → dedup by event_id → union, keyed by vehicle_id → one keyed
+event-time watermarks → dedup by (vehicle_id, event_id) → union, keyed by vehicle_id → one keyed
 operator (udfs/vehicle_state.py) that also reads the geofences as broadcast state
 (compacted ``ff.geofences``, read from the earliest offset on every start).
 

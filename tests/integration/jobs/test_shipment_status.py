@@ -154,3 +154,26 @@ def test_mapping_update_through_the_broadcast_applies_without_a_restart(flink_en
     assert [(x["reason"], x["source_topic"]) for x in dead] == [("INVALID_MAPPING", "ff.carrier-mappings")], \
         "the broken v3 is dead-lettered once and v2 stays in force"
     assert not [a for a in alerts if a["type"] == "CARRIER_ONBOARDING"]
+
+
+def test_two_carriers_same_event_id_both_reach_history_and_a_conflicting_resend_is_dead_lettered(flink_env):
+    t0 = int(time.time() * 1000) - minutes(60)
+    fedex = scan("KA", "PU", at_ms=t0, carrier="FEDEX", event_id="evt-1")
+    ups = scan("KB", "P", at_ms=t0 + minutes(1), carrier="UPS", event_id="evt-1")
+    # FedEx sends evt-1 again with another time: not a duplicate, and not silently dropped.
+    resend = {**fedex, "event_time_ms": t0 + minutes(5)}
+    # UPS's webhook retry: the same bytes, an exact duplicate.
+    raw = _raw("ff.scans", "scans", [fedex, ups, resend, ups])
+
+    emits, _, dead = _run(flink_env, raw)
+
+    history = sorted((e.tracking_id, e.event_id, e.carrier) for e in emits if type(e).__name__ == "HistoryRow")
+    assert history == [("KA", "evt-1", "FEDEX"), ("KB", "evt-1", "UPS")]
+    # At parallelism 2 either FedEx version can arrive first: that one is history, the other a dead letter.
+    (conflict,) = dead
+    assert conflict["reason"] == "EVENT_ID_CONFLICT"
+    assert (conflict["source_topic"], conflict["source_offset"], conflict["original"]) in {
+        ("ff.scans", offset, value) for value, _, _, offset in raw[0:3:2]}
+    (ka,) = [e for e in emits if type(e).__name__ == "HistoryRow" and e.tracking_id == "KA"]
+    assert contracts.decode(conflict["original"])[1]["event_time_ms"] != ka.event_time_ms
+    assert "evt-1" in conflict["detail"] and "FEDEX" in conflict["detail"]

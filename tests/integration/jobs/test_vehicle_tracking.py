@@ -4,7 +4,7 @@ Ordering. In production each Kafka partition is read by one source subtask, so o
 van's pings reach the vehicle operator in partition order. ``from_collection`` has one
 subtask and Flink would rebalance its rows, so the tests route rows by their
 ``partition`` field (as Kafka would: a keyed identity map). The ingest stage dedups by
-event_id, a second shuffle that can swap two of a van's pings emitted in the same
+(vehicle_id, event_id), a second shuffle that can swap two of a van's pings emitted in the same
 instant, so pings are let through one every 150 ms, as a live van's would be (its
 pings are seconds apart). Timing between the three inputs (fences and assignments
 before the pings they matter for, a fence change between two batches of pings) is
@@ -227,7 +227,12 @@ def test_positions_deduplicated_and_bad_pings_dead_lettered(flink_env):
             for v in range(3) for i in range(5)]
     bad = [ping("VAN9", 0.0, 0.0, at_ms=t0), ping("VAN9", 95.0, 13.4, at_ms=t0), ping("", 52.5, 13.4, at_ms=t0),
            ping("V" * 100_000, 52.5, 13.4, at_ms=t0), ping("VAN\x1b[2J", 52.5, 13.4, at_ms=t0)]
-    stream = good + good[:4] + bad
+    # Two vans' trackers both number a fix p-1: two events. VAN0 then sends p-1 again from
+    # another place: a conflict, dead-lettered (whichever of the two arrives second).
+    shared = [ping("VAN0", 52.6, 13.4, at_ms=t0 + minutes(10), event_id="p-1"),
+              ping("VAN1", 52.6, 13.5, at_ms=t0 + minutes(10), event_id="p-1")]
+    conflicting = ping("VAN0", 52.7, 13.4, at_ms=t0 + minutes(10), event_id="p-1")
+    stream = good + good[:4] + bad + shared + [conflicting]
     raw = [(contracts.encode("pings", r), "ff.pings", i % 2, i) for i, r in enumerate(stream)]
     asg = [assignment("VAN0", "TRK1", at_ms=t0, event_id="asg-1"), assignment("VAN0", "T" * 129, at_ms=t0)]
     asg_raw = [(contracts.encode("assignments", r), "ff.assignments", 0, i) for i, r in enumerate(asg)]
@@ -238,12 +243,15 @@ def test_positions_deduplicated_and_bad_pings_dead_lettered(flink_env):
     out = build_pipeline(env, collection_stream(env, raw), collection_stream(env, asg_raw),
                          collection_stream(env, fence_raw), Sinks(), JobConfig())
     got = collect_all(out)
-    rows = sorted(e.event_id for e in got["emit"] if type(e).__name__ == "PositionRow")
-    assert rows == sorted(p["event_id"] for p in good)
+    rows = sorted((e.vehicle_id, e.event_id) for e in got["emit"] if type(e).__name__ == "PositionRow")
+    assert rows == sorted((p["vehicle_id"], p["event_id"]) for p in good + shared)
     dead = sorted((d["reason"], d["source_topic"]) for d in got["dead"])
     assert dead == [("BAD_COORDINATES", "ff.pings"), ("BAD_COORDINATES", "ff.pings"), ("BAD_ID", "ff.geofences"),
-                    ("BAD_ID", "ff.pings"), ("ID_TOO_LONG", "ff.assignments"), ("ID_TOO_LONG", "ff.geofences"),
-                    ("ID_TOO_LONG", "ff.pings"), ("MISSING_ID", "ff.pings")]
+                    ("BAD_ID", "ff.pings"), ("EVENT_ID_CONFLICT", "ff.pings"), ("ID_TOO_LONG", "ff.assignments"),
+                    ("ID_TOO_LONG", "ff.geofences"), ("ID_TOO_LONG", "ff.pings"), ("MISSING_ID", "ff.pings")]
+    (conflict,) = [d for d in got["dead"] if d["reason"] == "EVENT_ID_CONFLICT"]
+    van0_versions = {raw[stream.index(shared[0])][0], raw[-1][0]}
+    assert conflict["original"] in van0_versions
     assert all(len(d["detail"]) <= 500 for d in got["dead"])
 
 

@@ -2,8 +2,9 @@
 import time
 
 from fleetflow import contracts
-from jobs.validate import DEAD_LETTERS, INVALID_RECORD, ValidateRecords
+from jobs.validate import DEAD_LETTERS, INVALID_RECORD, DedupOperator, ValidateRecords
 from tests.builders import ping
+from udfs.dedup import KEY_SEPARATOR, Arrival, content_hash
 from udfs.events import Ping
 from udfs.validation import ValidationConfig
 
@@ -117,3 +118,95 @@ def test_bad_ids_are_dead_letters_counted_per_reason_and_never_reach_the_view_or
     assert all(len(d["detail"]) <= 500 for d in dead)
     assert counters["dead_letters_ID_TOO_LONG"].count == 2 and counters["dead_letters_BAD_ID"].count == 1
     assert [p.vehicle_id for p in out if isinstance(p, Ping)] == ["V" * 128] and seen == ["V" * 128]
+
+
+# ------------------------------------------------------------------ the dedup adapter (jobs/validate.py DedupOperator)
+
+class _State:
+    def __init__(self):
+        self.raw = None
+
+    def value(self):
+        return self.raw
+
+    def update(self, raw):
+        self.raw = raw
+
+    def clear(self):
+        self.raw = None
+
+
+class _KeyedRuntime(_Runtime):
+    """One key's value state per runtime: the tests feed one dedup key at a time."""
+
+    def __init__(self):
+        super().__init__()
+        self.state = _State()
+
+    def get_state(self, descriptor):
+        return self.state
+
+
+class _TimerService(_Timers):
+    def __init__(self):
+        self.timers = set()
+
+    def register_event_time_timer(self, t):
+        self.timers.add(t)
+
+    def delete_event_time_timer(self, t):
+        self.timers.discard(t)
+
+
+class _KeyedCtx:
+    def __init__(self, timers):
+        self._timers = timers
+
+    def timer_service(self):
+        return self._timers
+
+
+def _arrivals(rows, schema="pings"):
+    out, _ = _run(ValidateRecords(schema, Ping.from_record, ValidationConfig(), for_dedup=True), rows)
+    return out
+
+
+def _dedup(arrivals):
+    op = DedupOperator("pings", ttl_ms=24 * 3_600_000)
+    runtime, timers = _KeyedRuntime(), _TimerService()
+    op.open(runtime)
+    out = [x for a in arrivals for x in op.process_element(a, _KeyedCtx(timers))]
+    return out, runtime, timers
+
+
+def test_for_dedup_a_valid_record_leaves_as_an_arrival_with_key_hash_bytes_and_origin():
+    raw = _fresh_ping(vehicle_id="VAN007", event_id="p1")
+    (a,) = _arrivals([_row(raw, offset=42)])
+    assert isinstance(a, Arrival) and isinstance(a.event, Ping)
+    assert a.key == f"VAN007{KEY_SEPARATOR}p1"
+    assert a.content_hash == content_hash("pings", contracts.decode(raw)[1])
+    assert (a.original, a.source_topic, a.source_partition, a.source_offset) == (raw, "ff.pings", 1, 42)
+    assert a.event_time_ms == a.event.event_time_ms
+
+
+def test_dedup_operator_passes_the_first_drops_and_counts_an_exact_repeat():
+    raw = _fresh_ping(event_id="p1")
+    out, runtime, timers = _dedup(_arrivals([_row(raw, offset=1), _row(raw, offset=2)]))
+    assert [type(x) for x in out] == [Ping]
+    assert runtime.metrics.counters["pings_duplicates"].count == 1
+    assert runtime.metrics.counters["dead_letters_EVENT_ID_CONFLICT"].count == 0
+    assert len(timers.timers) == 1 and runtime.state.raw is not None
+
+
+def test_dedup_operator_dead_letters_a_conflicting_repeat_with_its_original_bytes():
+    at_ms = int(time.time() * 1000) - 1000
+    first = contracts.encode("pings", ping(event_id="p1", lat=52.52, at_ms=at_ms))
+    other = contracts.encode("pings", ping(event_id="p1", lat=52.53, at_ms=at_ms))
+    out, runtime, _ = _dedup(_arrivals([_row(first, offset=1), _row(other, offset=2)]))
+    assert [p.lat for p in out if isinstance(p, Ping)] == [52.52]
+    (dead,) = _dead(out)
+    assert (dead["reason"], dead["original"], dead["source_topic"], dead["source_partition"],
+            dead["source_offset"]) == ("EVENT_ID_CONFLICT", other, "ff.pings", 1, 2)
+    assert dead["detail"].startswith("pings: event_id 'p1' from 'VAN001'")
+    assert runtime.metrics.counters["dead_letters_EVENT_ID_CONFLICT"].count == 1
+    assert runtime.metrics.counters["pings_duplicates"].count == 0

@@ -125,3 +125,25 @@ def test_clean_simulated_records_of_every_topic_pass_the_id_checks(small_run):
     for s in small_run.stream:
         if s.reason in ID_REASONS:
             assert topic_id_problem(SCHEMA_OF_TOPIC[s.topic], strict_decode(s)).reason == "MISSING_ID"
+
+
+def test_the_dedup_stage_drops_every_duplicate_and_sees_no_conflict(small_run):
+    """What the jobs' dedup stage (udfs/dedup.py) makes of the recording: the duplicate
+    fault re-sends exact copies, so they are all dropped as duplicates (none becomes an
+    EVENT_ID_CONFLICT dead letter), and keying by source lets no extra event through."""
+    from udfs.dedup import DEDUP_TOPICS, content_hash, dedup_key
+    first_hash, repeats = {}, []
+    for s in small_run.stream:
+        schema = SCHEMA_OF_TOPIC[s.topic]
+        if s.record is None or schema not in DEDUP_TOPICS:
+            continue
+        key = (s.topic, dedup_key(schema, s.record))
+        h = content_hash(schema, s.record)
+        if key in first_hash:
+            repeats.append(first_hash[key] == h)
+        else:
+            first_hash[key] = h
+    assert len(repeats) == small_run.summary.duplicates > 0
+    assert all(repeats), f"{repeats.count(False)} repeats would be EVENT_ID_CONFLICT dead letters"
+    assert Counter(t for t, _ in first_hash) == Counter(
+        {t: n for t, n in small_run.summary.valid_by_topic.items() if SCHEMA_OF_TOPIC[t] in DEDUP_TOPICS})
