@@ -52,10 +52,11 @@ VEHICLE_STALLED / VEHICLE_RESUMED
     raised a second VEHICLE_STALLED for the one breakdown. The mean of 20-60 parked
     fixes sits within a few metres of the van, so drift has to exceed the radius
     from the van itself; and one outlier that does, by less than its own reported
-    accuracy, resumes nothing. A van that drives off is resumed by the ping that
-    resumed it before this rule, or by the next good ping at the latest (two
-    consecutive pings beyond the radius always resume). Only the resume test uses
-    the mean: when a stall is raised, and its condition start, are unchanged.
+    accuracy, resumes nothing. A van that drives off is resumed by its first good
+    ping beyond the radius from where it stood (as before this rule, when the anchor
+    was a fix of the parked van), or by the next good ping at the latest: two
+    consecutive good pings beyond the radius always resume. Only the resume test
+    uses the mean: when a stall is raised, and its condition start, are unchanged.
 
     Why the ping-gap rule: without it, the timer raised VEHICLE_STALLED
     ``stall_after_ms`` after the anchor even when no ping had arrived since. A van
