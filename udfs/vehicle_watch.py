@@ -29,10 +29,34 @@ VEHICLE_STALLED / VEHICLE_RESUMED
     from the timer, and the van has been *seen* there recently: the newest good
     ping is no more than ``stall_max_ping_gap_ms`` before the deadline
     ``anchor + stall_after_ms`` (a good ping at or after the deadline always is).
-    Its time is ``anchor + stall_after_ms``. VEHICLE_RESUMED is raised by the first
-    good ping outside the radius afterwards. While the van is at a stop, the anchor
+    Its time is ``anchor + stall_after_ms``. While the van is at a stop, the anchor
     time moves with every ping, so a long customer stop does not count as a stall
     once the van leaves.
+
+    VEHICLE_RESUMED, with hysteresis. Once stalled, distances are measured from the
+    *stall position*: the running mean of the anchor and of every good ping kept at
+    it (``anchor_mean``), not from the anchor alone. A good ping farther than
+    ``stall_radius_m`` from the stall position resumes the van when it is also
+    beyond ``stall_radius_m + min(accuracy_m, resume_accuracy_cap_m)`` (an unknown
+    accuracy counts as the cap), or when the previous good ping was beyond the
+    radius too (``resume_pending_ms``). A single fix beyond the radius but within
+    its own accuracy of it is held, not trusted; a good ping back within the radius
+    drops it and refines the mean. The RESUMED event is dated at the ping that
+    resumes; its ``condition_start_ms`` is the stall's, so the alert keeps its id.
+
+    Why: the anchor is one fix, and usually not a fix of the parked van: it is the
+    first ping farther than the radius from the previous anchor, often taken while
+    the van was still rolling to a halt. geofence_accuracy (edge-jitter, seed 42)
+    found a stall anchored 38 m short of where the van stood: a later 15 m GPS error
+    on the far side put one fix 52 m from the anchor, which resumed the van and
+    raised a second VEHICLE_STALLED for the one breakdown. The mean of 20-60 parked
+    fixes sits within a few metres of the van, so drift has to exceed the radius
+    from the van itself; and one outlier that does, by less than its own reported
+    accuracy, resumes nothing. A van that drives off is resumed by its first good
+    ping beyond the radius from where it stood (as before this rule, when the anchor
+    was a fix of the parked van), or by the next good ping at the latest: two
+    consecutive good pings beyond the radius always resume. Only the resume test
+    uses the mean: when a stall is raised, and its condition start, are unchanged.
 
     Why the ping-gap rule: without it, the timer raised VEHICLE_STALLED
     ``stall_after_ms`` after the anchor even when no ping had arrived since. A van
@@ -147,6 +171,10 @@ class WatchConfig:
     # that stops pinging altogether is SIGNAL_LOST, not stalled. A sparser tracker's
     # stall is still raised, by its next good ping at the anchor (module docstring).
     stall_max_ping_gap_ms: int = 2 * MINUTE_MS
+    # Resume hysteresis (module docstring): one good fix resumes a stalled van only beyond
+    # stall_radius_m plus its accuracy, at most this much (unknown accuracy counts as this);
+    # a fix beyond the radius alone needs the next good fix beyond it too.
+    resume_accuracy_cap_m: float = 50.0
     deviation_m: float = 500.0
     deviation_recover_m: float = 400.0
     deviation_after_ms: int = 5 * MINUTE_MS
@@ -213,6 +241,13 @@ class WatchState:
     # (lat, lon, since_ms) of the standstill being measured.
     anchor: tuple[float, float, int] | None = None
     stalled_since_ms: int | None = None
+    # (lat, lon, n): running mean of the anchor and the n - 1 good pings kept at it, the
+    # stall position a stalled van's resume is measured from. None in state written
+    # before this field existed; the anchor (n = 1) stands in then.
+    anchor_mean: tuple[float, float, int] | None = None
+    # Event time of a good ping beyond the radius, but within its accuracy of it, that
+    # did not resume the stalled van on its own: the next good ping beyond the radius does.
+    resume_pending_ms: int | None = None
     plan: RoutePlan | None = None
     off_route_since_ms: int | None = None
     deviation_since_ms: int | None = None
@@ -255,15 +290,11 @@ def step(state: WatchState | None, ping: Ping, now_ms: int, cfg: WatchConfig = D
     s = replace(s, en_route=en_route, in_depot="DEPOT" in fence_kinds)
 
     # Stall.
-    anchor, stalled_since = s.anchor, s.stalled_since_ms
-    if good and (anchor is None or distance_m(anchor[0], anchor[1], ping.lat, ping.lon) > cfg.stall_radius_m):
-        if stalled_since is not None:
-            emits.append(_event(VEHICLE_RESUMED, VEHICLE_STALLED, RESOLVED, vid, t, stalled_since, ping.lat, ping.lon))
-            stalled_since = None
-        anchor = (ping.lat, ping.lon, t)
-    if anchor is not None and not en_route:
-        anchor = (anchor[0], anchor[1], t)
-    s = replace(s, anchor=anchor, stalled_since_ms=stalled_since, last_good_ms=t if good else s.last_good_ms)
+    s, resumed = _stall_on_ping(s, ping, cfg) if good else (s, [])
+    emits.extend(resumed)
+    if s.anchor is not None and not en_route:
+        s = replace(s, anchor=(s.anchor[0], s.anchor[1], t))
+    s = replace(s, last_good_ms=t if good else s.last_good_ms)
     s, stalled = _check_stall(s, t, cfg)
     emits.extend(stalled)
 
@@ -362,6 +393,49 @@ def _at_a_stop(plan: RoutePlan | None, fence_kinds: frozenset[str], customer_sto
     own = plan.stop_ids if plan is not None else frozenset()
     # No plan naming its stops: the van cannot tell its stops from others', so any counts.
     return not own or bool(customer_stop_ids & own)
+
+
+def _stall_on_ping(s: WatchState, ping: Ping, cfg: WatchConfig) -> tuple[WatchState, list[VehicleEvent]]:
+    """Fold a good ping into the standstill: keep or move the anchor, refine the stall
+    position, and resume a stalled van (hysteresis: module docstring)."""
+    t, anchor = ping.event_time_ms, s.anchor
+    if anchor is None:
+        return _new_anchor(s, ping), []
+    mean = s.anchor_mean or (anchor[0], anchor[1], 1)
+    if s.stalled_since_ms is None:
+        # Not stalled: the anchor itself is the reference, as before the hysteresis.
+        if distance_m(anchor[0], anchor[1], ping.lat, ping.lon) > cfg.stall_radius_m:
+            return _new_anchor(s, ping), []
+        return replace(s, anchor_mean=_mean_with(mean, ping)), []
+    away_m = distance_m(mean[0], mean[1], ping.lat, ping.lon)
+    if away_m <= cfg.stall_radius_m:
+        return replace(s, anchor_mean=_mean_with(mean, ping), resume_pending_ms=None), []
+    if away_m > cfg.stall_radius_m + _accuracy_margin_m(ping, cfg):
+        rule = "BEYOND_ACCURACY"
+    elif s.resume_pending_ms is not None:
+        rule = "SECOND_FIX"
+    else:
+        return replace(s, resume_pending_ms=t), []
+    event = _event(VEHICLE_RESUMED, VEHICLE_STALLED, RESOLVED, s.vehicle_id, t, s.stalled_since_ms, ping.lat,
+                   ping.lon, distance_m=f"{away_m:.0f}", resume_rule=rule)
+    return _new_anchor(replace(s, stalled_since_ms=None), ping), [event]
+
+
+def _new_anchor(s: WatchState, ping: Ping) -> WatchState:
+    return replace(s, anchor=(ping.lat, ping.lon, ping.event_time_ms), anchor_mean=(ping.lat, ping.lon, 1),
+                   resume_pending_ms=None)
+
+
+def _mean_with(mean: tuple[float, float, int], ping: Ping) -> tuple[float, float, int]:
+    lat, lon, n = mean
+    return lat + (ping.lat - lat) / (n + 1), lon + (ping.lon - lon) / (n + 1), n + 1
+
+
+def _accuracy_margin_m(ping: Ping, cfg: WatchConfig) -> float:
+    """How far beyond the radius one fix must be to resume on its own."""
+    if ping.accuracy_m is None:
+        return cfg.resume_accuracy_cap_m
+    return min(ping.accuracy_m, cfg.resume_accuracy_cap_m)
 
 
 def _stall_deadline_ms(s: WatchState, cfg: WatchConfig) -> int | None:

@@ -1,6 +1,8 @@
 import pickle
 import random
 
+import pytest
+
 from tests.builders import T0_MS, hours, minutes, offset, ping, seconds
 from udfs.events import Ping
 from udfs.vehicle_watch import (
@@ -602,3 +604,168 @@ def test_state_from_before_last_good_ms_and_stop_ids_still_loads_and_stalls():
     assert isinstance(restored, WatchState)
     d = on_timer(restored, restored.timer_ms)
     assert [(e.event_type, e.condition_start_ms) for e in d.emits] == [(VEHICLE_STALLED, T0_MS)]
+
+
+# ------------------------------------------------------------------ resume hysteresis
+
+def stalled_at_origin(van=None, *, n_minutes=12, drift_m=10.0):
+    """A van parked at the origin from T0 (fixes every minute, GPS drift up to
+    ``drift_m`` a side), stalled at T0 + 10 min."""
+    van = van or Van()
+    parked(van, T0_MS, n_minutes, drift_m=drift_m)
+    assert stall_events(van) == [(VEHICLE_STALLED, T0_MS + minutes(10), T0_MS)]
+    return van
+
+
+def resumes(van):
+    return [(e.event_time_ms, e.condition_start_ms, e.details["resume_rule"]) for e in van.events
+            if e.event_type == VEHICLE_RESUMED]
+
+
+def test_one_noisy_fix_beyond_the_radius_does_not_resume_a_stalled_van():
+    van = stalled_at_origin()
+    van.ping(at(east_m=60), T0_MS + minutes(12), accuracy_m=15.0)  # 60 m out, within radius + its accuracy
+    assert van.types() == [VEHICLE_STALLED] and van.state.resume_pending_ms == T0_MS + minutes(12)
+    parked(van, T0_MS + minutes(13), 10, drift_m=10.0, seed=2)
+    assert van.types() == [VEHICLE_STALLED]
+    assert van.state.stalled_since_ms == T0_MS and van.state.resume_pending_ms is None
+
+
+def test_late_fix_beyond_the_radius_does_not_confirm_a_noisy_fix():
+    # Out-of-order twin: a buffered fix from 80 m out, dated before the noisy one, arrives
+    # right after it. It is ignored, so it cannot be the second fix that resumes.
+    van = stalled_at_origin()
+    van.ping(at(east_m=60), T0_MS + minutes(12), accuracy_m=15.0)
+    van.ping(at(east_m=-80), T0_MS + minutes(11) + seconds(30), accuracy_m=15.0)
+    parked(van, T0_MS + minutes(13), 10, drift_m=10.0, seed=2)
+    assert van.types() == [VEHICLE_STALLED] and van.state.out_of_order_pings == 1
+    assert van.state.stalled_since_ms == T0_MS and van.state.resume_pending_ms is None
+
+
+def approach_and_park(van, *, short_m=40.0, n_minutes=20):
+    """Drives in from the west; the last moving fix, ``short_m`` before the spot, is the
+    anchor (at T0); then parked fixes at the spot (the origin) from T0 + 30 s."""
+    van.ping(at(east_m=-1000), T0_MS - seconds(60))
+    van.ping(at(east_m=-500), T0_MS - seconds(30))
+    van.ping(at(east_m=-short_m), T0_MS, speed_mps=2.0)
+    parked(van, T0_MS + seconds(30), n_minutes, drift_m=5.0)
+    return van
+
+
+def test_drift_on_the_far_side_of_a_stall_anchored_short_of_the_van_is_not_motion():
+    # geofence_accuracy, edge-jitter seed 42: the anchor was the approach fix 38 m short of
+    # the van; a 15 m error on the far side put a fix 52 m from it, which resumed the van
+    # and raised a second VEHICLE_STALLED. Measured from the mean of the parked fixes it is
+    # 15 m: drift, not motion.
+    van = approach_and_park(Van())
+    assert stall_events(van) == [(VEHICLE_STALLED, T0_MS + minutes(10), T0_MS)]
+    van.ping(at(east_m=15), T0_MS + minutes(21), accuracy_m=14.0)  # 55 m from the anchor
+    parked(van, T0_MS + minutes(22), 20, drift_m=5.0, seed=4)
+    assert van.types() == [VEHICLE_STALLED] and van.state.resume_pending_ms is None
+    van.ping(at(east_m=400), T0_MS + minutes(43))
+    assert stall_events(van) == [(VEHICLE_STALLED, T0_MS + minutes(10), T0_MS),
+                                 (VEHICLE_RESUMED, T0_MS + minutes(43), T0_MS)]
+
+
+def test_late_approach_fix_does_not_change_a_stall_anchored_short_of_the_van():
+    # Out-of-order twin: a buffered approach fix, 45 m short, arrives after the far-side fix.
+    van = approach_and_park(Van())
+    van.ping(at(east_m=15), T0_MS + minutes(21), accuracy_m=14.0)
+    van.ping(at(east_m=-45), T0_MS + seconds(10), speed_mps=1.0)
+    parked(van, T0_MS + minutes(22), 20, drift_m=5.0, seed=4)
+    van.ping(at(east_m=400), T0_MS + minutes(43))
+    assert stall_events(van) == [(VEHICLE_STALLED, T0_MS + minutes(10), T0_MS),
+                                 (VEHICLE_RESUMED, T0_MS + minutes(43), T0_MS)]
+    assert van.state.out_of_order_pings == 1
+
+
+def test_van_that_drives_off_is_resumed_by_its_first_fix_beyond_radius_plus_accuracy():
+    van = stalled_at_origin()
+    van.ping(at(east_m=300), T0_MS + minutes(12) + seconds(20))
+    van.ping(at(east_m=600), T0_MS + minutes(12) + seconds(40))
+    assert resumes(van) == [(T0_MS + minutes(12) + seconds(20), T0_MS, "BEYOND_ACCURACY")]
+    s = van.state
+    assert s.stalled_since_ms is None and s.resume_pending_ms is None
+    assert s.anchor == (*at(east_m=600), T0_MS + minutes(12) + seconds(40)) and s.anchor_mean[2] == 1
+
+
+def test_late_parked_fix_does_not_undo_a_drive_off():
+    # Out-of-order twin: a buffered fix from the parking spot, dated before the drive-off,
+    # arrives after the first fix away from it.
+    van = stalled_at_origin()
+    van.ping(at(east_m=300), T0_MS + minutes(12) + seconds(20))
+    van.ping(at(east_m=3), T0_MS + minutes(12) + seconds(10))
+    van.ping(at(east_m=600), T0_MS + minutes(12) + seconds(40))
+    assert resumes(van) == [(T0_MS + minutes(12) + seconds(20), T0_MS, "BEYOND_ACCURACY")]
+    assert van.types().count(VEHICLE_STALLED) == 1 and van.state.out_of_order_pings == 1
+
+
+def test_slow_drive_off_is_resumed_by_the_second_fix_beyond_the_radius():
+    # Creeping away: the first fix past 50 m (within its accuracy of the radius) used to
+    # resume the van; now the next good fix past 50 m does, one ping later. A cell fix in
+    # between is no evidence either way and does not break the pair.
+    van = stalled_at_origin()
+    van.ping(at(east_m=30), T0_MS + minutes(12))
+    van.ping(at(east_m=56), T0_MS + minutes(12) + seconds(20), accuracy_m=15.0)
+    assert resumes(van) == [] and van.state.resume_pending_ms == T0_MS + minutes(12) + seconds(20)
+    van.ping(at(east_m=900), T0_MS + minutes(12) + seconds(30), source="CELL", accuracy_m=900.0)
+    van.ping(at(east_m=64), T0_MS + minutes(12) + seconds(40), accuracy_m=15.0)
+    assert resumes(van) == [(T0_MS + minutes(12) + seconds(40), T0_MS, "SECOND_FIX")]
+    assert van.state.stalled_since_ms is None and van.state.resume_pending_ms is None
+
+
+def test_late_fix_within_the_radius_does_not_cancel_the_second_fix_rule():
+    # Out-of-order twin: a buffered parked fix, dated before the first fix past 50 m,
+    # arrives between the two. It is ignored, so the second fix still resumes the van.
+    van = stalled_at_origin()
+    van.ping(at(east_m=30), T0_MS + minutes(12))
+    van.ping(at(east_m=56), T0_MS + minutes(12) + seconds(20), accuracy_m=15.0)
+    van.ping(at(east_m=2), T0_MS + minutes(12) + seconds(10))
+    van.ping(at(east_m=64), T0_MS + minutes(12) + seconds(40), accuracy_m=15.0)
+    assert resumes(van) == [(T0_MS + minutes(12) + seconds(40), T0_MS, "SECOND_FIX")]
+    assert van.state.out_of_order_pings == 1
+
+
+def test_a_good_fix_back_within_the_radius_drops_a_pending_resume():
+    van = stalled_at_origin()
+    van.ping(at(east_m=56), T0_MS + minutes(12), accuracy_m=15.0)
+    van.ping(at(east_m=5), T0_MS + minutes(12) + seconds(20))
+    van.ping(at(east_m=-56), T0_MS + minutes(12) + seconds(40), accuracy_m=15.0)
+    assert resumes(van) == [] and van.state.resume_pending_ms == T0_MS + minutes(12) + seconds(40)
+
+
+def test_accuracy_margin_is_capped_and_unknown_accuracy_counts_as_the_cap():
+    # Cap 50 m: a 60 m-accuracy fix needs to be beyond 100 m to resume on its own.
+    van = stalled_at_origin()
+    van.ping(at(east_m=95), T0_MS + minutes(12), accuracy_m=60.0)
+    van.ping(at(), T0_MS + minutes(12) + seconds(20))
+    van.ping(at(east_m=95), T0_MS + minutes(12) + seconds(40), accuracy_m=None)
+    van.ping(at(), T0_MS + minutes(13))
+    assert resumes(van) == []
+    van.ping(at(east_m=110), T0_MS + minutes(13) + seconds(20), accuracy_m=None)
+    assert resumes(van) == [(T0_MS + minutes(13) + seconds(20), T0_MS, "BEYOND_ACCURACY")]
+
+
+def test_stall_position_is_the_mean_of_the_kept_fixes():
+    van = Van()
+    for i, east_m in enumerate((0.0, 10.0, 20.0, 30.0)):
+        van.ping(at(east_m=east_m), T0_MS + minutes(i))
+    lat, lon, n = van.state.anchor_mean
+    assert n == 4 and (lat, lon) == pytest.approx(at(east_m=15.0), abs=1e-9)
+    assert van.state.anchor[:2] == at()  # the anchor itself, and so the condition start, stay
+
+
+def test_state_from_before_the_resume_hysteresis_still_loads_and_resumes():
+    # Savepoint compatibility: a stalled van's state pickled before anchor_mean and
+    # resume_pending_ms existed. The anchor stands in for the mean.
+    van = stalled_at_origin(drift_m=0.0)
+    old = van.state
+    object.__delattr__(old, "anchor_mean")
+    object.__delattr__(old, "resume_pending_ms")
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.anchor_mean is None and restored.resume_pending_ms is None
+    van.state = restored
+    van.ping(at(east_m=56), T0_MS + minutes(12), accuracy_m=15.0)
+    assert resumes(van) == [] and van.state.resume_pending_ms == T0_MS + minutes(12)
+    van.ping(at(east_m=300), T0_MS + minutes(12) + seconds(20))
+    assert resumes(van) == [(T0_MS + minutes(12) + seconds(20), T0_MS, "BEYOND_ACCURACY")]
