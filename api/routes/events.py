@@ -48,6 +48,7 @@ from fleetflow import contracts, topics
 from fleetflow.apikeys import PARTNER
 from fleetflow.contracts import ContractError
 from fleetflow.ingest import make_dead_letter, route_record
+from udfs.dedup import dedup_key
 from udfs.validation import DEFAULT_CONFIG, MAX_EVENT_ID_CHARS
 
 router = APIRouter(prefix="/v1/events", tags=["partner events"])
@@ -232,6 +233,7 @@ async def _process(app, principal: Principal, events: list[Any]) -> dict:
     results: list[dict] = []
     dead: list[bytes] = []
     candidates: list[tuple[int, str, str, bytes]] = []  # (index, kind, event_id, encoded)
+    sources: list[str] = []  # each candidate's dedup key: its source (carrier or van) and event_id
 
     def reject(i, kind, event_id, reason, detail, original):
         results.append({"index": i, "kind": kind, "event_id": event_id, "outcome": "rejected", "reason": reason,
@@ -265,11 +267,14 @@ async def _process(app, principal: Principal, events: list[Any]) -> dict:
             dead.append(contracts.encode("dead_letters", dl))
             continue
         candidates.append((i, kind, record["event_id"], raw))
+        sources.append(dedup_key(schema, record))
 
     claimed: list[str] = []
     to_publish: dict[str, list[tuple[bytes, bytes]]] = {}
     if candidates:
-        keys = [EVENT_KEY.format(k, eid) for _, k, eid, _ in candidates]
+        # Claimed per source, as the stream deduplicates (udfs.dedup.dedup_key): two carriers'
+        # or two vans' "evt-1" are different events, not a conflict.
+        keys = [EVENT_KEY.format(k, src) for (_, k, _, _), src in zip(candidates, sources)]
         hashes = [hashlib.sha256(raw).hexdigest() for *_, raw in candidates]
         try:
             prior = await app.state.redis.eval(_CLAIM, len(keys), *keys, app.state.settings.event_id_ttl_s, *hashes)

@@ -97,6 +97,24 @@ def test_reused_event_id_with_other_content_is_rejected(client, make_key, run_id
     assert body["results"][0]["reason"] == "EVENT_ID_CONFLICT"
 
 
+def test_two_carriers_may_use_the_same_event_id(client, make_key, topic_tail, run_id):
+    # Event ids are the producer's: FedEx's and UPS's "evt-1" are different events, claimed
+    # per carrier as the stream deduplicates them (udfs.dedup.dedup_key).
+    fedex, ups = make_key("partner", carrier="FEDEX"), make_key("partner", carrier="UPS")
+    scans = topic_tail(topics.SCANS.name)
+    eid = f"SHARED{run_id}"
+    a = client.post("/v1/events", headers=fedex, json={"events": [_scan(f"SF{run_id}", 1, event_id=eid)]}).json()
+    b = client.post("/v1/events", headers=ups, json={"events": [
+        _scan(f"SU{run_id}", 1, carrier="UPS", event_id=eid)]}).json()
+    assert (a["accepted"], b["accepted"]) == (1, 1), (a, b)
+    got = {(r["carrier"], r["event_id"]) for r in _decoded(scans(), "scans")}
+    assert got == {("FEDEX", eid), ("UPS", eid)}
+    # The same carrier reusing it with other content is still a conflict.
+    again = client.post("/v1/events", headers=ups, json={"events": [
+        _scan(f"SU{run_id}", 1, carrier="UPS", event_id=eid, raw_text="changed")]}).json()
+    assert again["results"][0]["reason"] == "EVENT_ID_CONFLICT"
+
+
 def test_batch_shape_errors_are_422(client, make_key):
     h = make_key("partner", carrier="FEDEX")
     assert_error(client.post("/v1/events", headers=h, json={"events": []}), 422, "INVALID_REQUEST")
