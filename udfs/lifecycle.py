@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from udfs.decision import Decision
+from udfs.dedup import KEY_SEPARATOR
 from udfs.normalise import NormalisedScan
 from udfs.taxonomy import DEFAULT_DETAIL, PRE_TRANSIT, Detail, Status, is_terminal
 
@@ -451,6 +452,12 @@ def _rejection(state: ShipmentState, leg: LegState, status: Status, detail: Deta
     return None
 
 
+def _seen_id(event: NormalisedScan) -> str:
+    """Event ids are the producer's: two carriers of one shipment (a leg handover) can both
+    send "evt-1", so a scan is remembered by carrier and id, as the ingest dedup keys it."""
+    return f"{event.carrier}{KEY_SEPARATOR}{event.event_id}"
+
+
 def _remember(ids: tuple[str, ...], event_id: str, window: int) -> tuple[str, ...]:
     return (ids + (event_id,))[-window:] if window > 0 else ()
 
@@ -638,8 +645,11 @@ def _park(base: ShipmentState, leg: LegState, event: NormalisedScan, status: Sta
 
 
 def _step(state: ShipmentState | None, event: NormalisedScan, cfg: LifecycleConfig) -> Decision[ShipmentState]:
-    if state is not None and (event.event_id in state.recent_event_ids
-                              or any(p.event_id == event.event_id for p in state.parked)):
+    seen_id = _seen_id(event)
+    # A bare id in the window comes from state written before ids were kept per carrier
+    # (ids cannot contain the separator), so it still counts for the shipment's scans.
+    if state is not None and (seen_id in state.recent_event_ids or event.event_id in state.recent_event_ids
+                              or any(_seen_id(p) == seen_id for p in state.parked)):
         return Decision(state)
     # Parked as received: a leg-0 scan finds its leg when it is finally applied.
     received = event
@@ -653,7 +663,7 @@ def _step(state: ShipmentState | None, event: NormalisedScan, cfg: LifecycleConf
                        timer_ms=state.timer_ms, timer_kind=state.timer_kind)
     else:
         base = state
-    seen_ids = _remember(base.recent_event_ids, event.event_id, cfg.dedup_window)
+    seen_ids = _remember(base.recent_event_ids, seen_id, cfg.dedup_window)
     hidden = base.deleted
     leg_no = event.leg
     leg = base.legs.get(leg_no) or LegState()

@@ -214,10 +214,39 @@ def test_duplicate_arriving_after_newer_scans_is_still_ignored():
     assert op.state.status is S.DELIVERED
 
 
+def _two_carriers_same_id():
+    # A leg handover: FedEx carries leg 1, USPS leg 2, and both happen to use "evt-1".
+    return [ev(PICKUP, t(1), event_id="evt-1"), ev(TRANSIT, t(5), event_id="evt-2"),
+            ev(LABEL, t(9), leg=2, carrier="USPS", event_id="evt-1"),
+            ev(ARRIVED, t(12), leg=2, carrier="USPS", event_id="evt-3")]
+
+
+def test_the_same_event_id_from_two_carriers_is_two_scans():
+    op = run(_two_carriers_same_id())
+    assert op.state.legs[2].status is not None and op.state.legs[2].last_event_time_ms == t(12)
+    assert sum(1 for e in op.emits if isinstance(e, HistoryRow) and e.event_id == "evt-1") == 2
+
+
+def test_the_same_event_id_from_two_carriers_is_two_scans_in_any_order():
+    forward = run(_two_carriers_same_id())
+    backward = run(list(reversed(_two_carriers_same_id())))
+    assert backward.state.status == forward.state.status
+    assert sum(1 for e in backward.emits if isinstance(e, HistoryRow) and e.event_id == "evt-1") == 2
+
+
+def test_state_from_before_per_carrier_ids_still_drops_a_redelivery():
+    op = run([ev(PICKUP, t(1), event_id="old"), ev(TRANSIT, t(3))])
+    # Written by the earlier version: bare event ids.
+    op.state = replace(op.state, recent_event_ids=("old",) + op.state.recent_event_ids[1:])
+    before = len(op.emits)
+    op.scan(ev(PICKUP, t(1), event_id="old"))
+    assert len(op.emits) == before
+
+
 def test_dedup_remembers_only_the_last_n_event_ids():
     cfg = LifecycleConfig(dedup_window=3)
     op = run([ev(TRANSIT, t(i), event_id=f"e{i}") for i in range(5)], cfg)
-    assert op.state.recent_event_ids == ("e2", "e3", "e4")
+    assert op.state.recent_event_ids == ("FEDEX\x1fe2", "FEDEX\x1fe3", "FEDEX\x1fe4")
     # Forgotten ids are no longer duplicates; being older, they are recorded as late.
     op.scan(ev(TRANSIT, t(0), event_id="e0"))
     assert op.emits[-2].late and op.emits[-2].event_id == "e0"
