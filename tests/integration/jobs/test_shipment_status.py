@@ -135,12 +135,14 @@ def test_lifecycle_statuses_late_scans_unknown_codes_and_plans(flink_env):
 def test_mapping_update_through_the_broadcast_applies_without_a_restart(flink_env):
     t0 = int(time.time() * 1000) - minutes(60)
     fedex = to_record(load_all()["FEDEX"], t0)
-    v2 = dict(fedex, version=2, codes=fedex["codes"] + [
+    bundled = fedex["version"]
+    v2 = dict(fedex, version=bundled + 1, codes=fedex["codes"] + [
         {"raw_code": "ZQ", "status": "OUT_FOR_DELIVERY", "detail": "OUT_FOR_DELIVERY", "text": "On the van"}])
-    broken = dict(fedex, version=3, codes=[{"raw_code": "X", "status": "NOT_A_STATUS", "detail": "", "text": ""}])
-    # v1 is the bundled mapping. Republishing it here would race v2 through the round-robin
-    # collection source and be rejected as stale whenever it lands second; v2 and the broken
-    # v3 give the same outcome in either order.
+    broken = dict(fedex, version=bundled + 2, codes=[{"raw_code": "X", "status": "NOT_A_STATUS", "detail": "",
+                                                      "text": ""}])
+    # The bundled mapping is already loaded. Republishing it here would race the next version
+    # through the round-robin collection source and be rejected as stale whenever it lands
+    # second; the next version and the broken one after it give the same outcome in either order.
     mappings = _raw("ff.carrier-mappings", "carrier_mappings", [v2, broken])
     scans = _raw("ff.scans", "scans", [scan("MU1", "PU", at_ms=t0, event_id="MU1-PU"),
                                        scan("MU1", "ZQ", at_ms=t0 + minutes(5), event_id="MU1-ZQ"),
