@@ -769,3 +769,144 @@ def test_state_from_before_the_resume_hysteresis_still_loads_and_resumes():
     assert resumes(van) == [] and van.state.resume_pending_ms == T0_MS + minutes(12)
     van.ping(at(east_m=300), T0_MS + minutes(12) + seconds(20))
     assert resumes(van) == [(T0_MS + minutes(12) + seconds(20), T0_MS, "BEYOND_ACCURACY")]
+
+
+# ------------------------------------------------------------------ driver breaks
+
+# Each test has an out-of-order twin: ``late=True`` delivers, mid-halt, a ping from 3 km
+# away dated before the newest one; it is ignored, so the outcome must be the same.
+LATE = pytest.mark.parametrize("late", [False, True], ids=["in_order", "late_ping"])
+DEPART_MS = T0_MS + minutes(1)  # first ping outside the depot fence
+
+
+def start_shift(van, at_ms=T0_MS):
+    """In the depot at ``at_ms``, first ping outside it a minute later."""
+    van.ping(at(north_m=-3000), at_ms, kinds={"DEPOT"})
+    van.ping(at(north_m=-2900), at_ms + minutes(1))
+
+
+def drive(van, start_ms, end_ms, *, every_min=5):
+    """Moving pings 1 km apart (every one a new anchor), far from the halts at the origin."""
+    for i, t in enumerate(range(start_ms, end_ms, minutes(every_min))):
+        van.ping(at(north_m=-2000 + 300 * (i % 5), east_m=1000 * (i + 1)), t)
+
+
+def halt(van, start_ms, n_minutes, *, late=False, seed=1):
+    parked(van, start_ms, n_minutes, seed=seed, drift_m=15.0)  # at most 42 m apart
+    if late:
+        van.ping(at(east_m=3000), start_ms + minutes(n_minutes // 2) - seconds(90))
+
+
+def stalls(van):
+    return [(e.event_type, e.event_time_ms, e.condition_start_ms) for e in van.events
+            if e.condition == VEHICLE_STALLED]
+
+
+@LATE
+def test_halt_in_break_window_shorter_than_allowance_plus_stall_after_raises_nothing(late):
+    van = Van()
+    start_shift(van)
+    drive(van, DEPART_MS + minutes(5), DEPART_MS + hours(2.5))
+    halt_ms = DEPART_MS + hours(2.5)
+    halt(van, halt_ms, 29, late=late)  # pings 0..28 min: under 20 + 10 min
+    drive(van, halt_ms + minutes(29), halt_ms + minutes(45))
+    van.advance(halt_ms + hours(1))
+    assert stalls(van) == []
+    assert van.state.break_halt_ms == halt_ms and van.state.departed_ms == DEPART_MS
+    assert van.state.out_of_order_pings == (1 if late else 0)
+
+
+@LATE
+def test_halt_in_break_window_longer_than_allowance_raises_with_halt_start(late):
+    van = Van()
+    start_shift(van)
+    drive(van, DEPART_MS + minutes(5), DEPART_MS + hours(2.5))
+    halt_ms = DEPART_MS + hours(2.5)
+    halt(van, halt_ms, 29, late=late)
+    assert stalls(van) == []  # not yet at 28 min
+    van.ping(at(5, 5), halt_ms + minutes(29) + seconds(30))
+    van.advance(halt_ms + minutes(30))  # the timer raises it at the extended deadline
+    assert stalls(van) == [(VEHICLE_STALLED, halt_ms + minutes(30), halt_ms)]
+    assert van.events[-1].details["break_allowance_ms"] == str(minutes(20))
+    drive(van, halt_ms + minutes(35), halt_ms + minutes(45))
+    assert [e for e, *_ in stalls(van)] == [VEHICLE_STALLED, VEHICLE_RESUMED]
+
+
+@LATE
+def test_second_halt_in_same_shift_is_a_normal_stall(late):
+    van = Van()
+    start_shift(van)
+    drive(van, DEPART_MS + minutes(5), DEPART_MS + hours(2.2))
+    first_ms = DEPART_MS + hours(2.2)
+    halt(van, first_ms, 25, late=late)  # the break: nothing
+    drive(van, first_ms + minutes(25), first_ms + minutes(40))
+    second_ms = first_ms + minutes(40)  # still inside the window
+    halt(van, second_ms, 12, late=late, seed=2)
+    van.advance(second_ms + hours(1))
+    assert stalls(van) == [(VEHICLE_STALLED, second_ms + minutes(10), second_ms)]
+    assert "break_allowance_ms" not in van.events[-1].details
+
+
+@LATE
+def test_halt_before_break_window_is_a_normal_stall(late):
+    van = Van()
+    start_shift(van)
+    drive(van, DEPART_MS + minutes(5), DEPART_MS + hours(1))
+    halt_ms = DEPART_MS + hours(1)
+    halt(van, halt_ms, 12, late=late)
+    assert stalls(van) == [(VEHICLE_STALLED, halt_ms + minutes(10), halt_ms)]
+    assert van.state.break_halt_ms is None  # the break is still to come
+
+
+@LATE
+def test_new_shift_resets_the_break(late):
+    van = Van()
+    start_shift(van)
+    drive(van, DEPART_MS + minutes(5), DEPART_MS + hours(2.5))
+    halt(van, DEPART_MS + hours(2.5), 25, late=late)  # shift 1's break
+    back_ms = DEPART_MS + hours(4)
+    van.ping(at(north_m=-3000), back_ms, kinds={"DEPOT"})
+    van.apply(set_shift(van.state, "VAN001", True))
+    assert (van.state.departed_ms, van.state.break_halt_ms) == (None, None)
+    shift2_ms = back_ms + hours(12)
+    van.apply(set_shift(van.state, "VAN001", False))
+    start_shift(van, shift2_ms)
+    assert van.state.departed_ms == shift2_ms + minutes(1)
+    drive(van, shift2_ms + minutes(5), shift2_ms + hours(2.5))
+    halt2_ms = shift2_ms + hours(2.5)
+    halt(van, halt2_ms, 25, late=late, seed=3)  # shift 2's break: nothing either
+    drive(van, halt2_ms + minutes(25), halt2_ms + minutes(35))
+    van.advance(halt2_ms + hours(1))
+    assert stalls(van) == []
+    assert van.state.break_halt_ms == halt2_ms
+
+
+@LATE
+def test_allowance_0_restores_the_plain_stall_rule(late):
+    from udfs.vehicle_watch import WatchConfig
+    van = Van(WatchConfig(break_allowance_ms=0))
+    start_shift(van)
+    drive(van, DEPART_MS + minutes(5), DEPART_MS + hours(2.5))
+    halt_ms = DEPART_MS + hours(2.5)
+    halt(van, halt_ms, 25, late=late)
+    assert stalls(van) == [(VEHICLE_STALLED, halt_ms + minutes(10), halt_ms)]
+    assert "break_allowance_ms" not in van.events[-1].details and van.state.break_halt_ms is None
+
+
+def test_van_never_seen_leaving_a_depot_gets_no_break_allowance():
+    van = Van()
+    drive(van, T0_MS, T0_MS + hours(2.5))
+    halt(van, T0_MS + hours(2.5), 12)
+    assert stalls(van) == [(VEHICLE_STALLED, T0_MS + hours(2.5) + minutes(10), T0_MS + hours(2.5))]
+
+
+def test_state_from_before_break_fields_still_loads_and_stalls():
+    van = with_plan(Van(), ROAD)
+    parked(van, T0_MS, 9)
+    old = van.state
+    object.__delattr__(old, "departed_ms")
+    object.__delattr__(old, "break_halt_ms")
+    restored = pickle.loads(pickle.dumps(old))
+    assert (restored.departed_ms, restored.break_halt_ms) == (None, None)
+    d = on_timer(restored, restored.timer_ms)
+    assert [(e.event_type, e.condition_start_ms) for e in d.emits] == [(VEHICLE_STALLED, T0_MS)]
