@@ -15,7 +15,8 @@ from typing import Any, Callable, Mapping
 
 from fleetflow import topics
 from fleetflow.contracts import ContractError, decode
-from udfs.validation import MAX_EVENT_ID_CHARS, ValidationConfig, topic_id_problem, validate_ping, validate_scan
+from udfs.validation import (MAX_EVENT_ID_CHARS, ValidationConfig, ping_admission_reason, scan_admission_reason,
+                             topic_id_problem)
 
 DeadLetter = dict[str, Any]
 
@@ -30,8 +31,8 @@ _TOPIC_BY_SCHEMA = topics.TOPIC_BY_SCHEMA
 Validator = Callable[[Mapping[str, Any], int, ValidationConfig, frozenset[str]], "str | None"]
 
 _VALIDATORS: dict[str, Validator] = {
-    "scans": validate_scan,
-    "pings": lambda record, now_ms, cfg, _carriers: validate_ping(record, now_ms, cfg),
+    "scans": scan_admission_reason,
+    "pings": lambda record, now_ms, cfg, _carriers: ping_admission_reason(record, now_ms, cfg),
 }
 
 

@@ -202,9 +202,13 @@ def validate_scan(record: Mapping[str, Any], now_ms: int, cfg: ValidationConfig,
                   known_carriers: frozenset[str]) -> str | None:
     """Reason code for a PackageScan dict, or None if it may enter the pipeline."""
     # vehicle_id is optional, but an empty string would become a real (and shared) key downstream.
-    reason = ids_reason(record, ID_FIELDS["scans"])
-    if reason:
-        return reason
+    return ids_reason(record, ID_FIELDS["scans"]) or scan_admission_reason(record, now_ms, cfg, known_carriers)
+
+
+def scan_admission_reason(record: Mapping[str, Any], now_ms: int, cfg: ValidationConfig,
+                          known_carriers: frozenset[str]) -> str | None:
+    """``validate_scan`` without the id checks, for callers that ran ``topic_id_problem``
+    first (``fleetflow.ingest.route_record``, partner files): ids are checked once per record."""
     location = record.get("location")
     if location is not None:
         if not isinstance(location, Mapping):
@@ -227,9 +231,11 @@ def validate_scan(record: Mapping[str, Any], now_ms: int, cfg: ValidationConfig,
 
 def validate_ping(record: Mapping[str, Any], now_ms: int, cfg: ValidationConfig) -> str | None:
     """Reason code for a GpsPing dict, or None if it may enter the pipeline."""
-    reason = ids_reason(record, ID_FIELDS["pings"])
-    if reason:
-        return reason
+    return ids_reason(record, ID_FIELDS["pings"]) or ping_admission_reason(record, now_ms, cfg)
+
+
+def ping_admission_reason(record: Mapping[str, Any], now_ms: int, cfg: ValidationConfig) -> str | None:
+    """``validate_ping`` without the id checks (see ``scan_admission_reason``)."""
     reason = coordinates_reason(record.get("lat"), record.get("lon"), cfg)
     if reason:
         return reason
