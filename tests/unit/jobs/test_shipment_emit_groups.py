@@ -11,20 +11,7 @@ from jobs.shipment_sinks import ShipmentStoreWriter  # noqa: E402
 from jobs.shipment_status import _order_updates, _state_changes, _stuck_alerts  # noqa: E402
 from udfs.decision import Decision  # noqa: E402
 from udfs.lifecycle import AuditRow, HistoryRow, ShipmentAlert, StateChanged  # noqa: E402
-
-
-class _State:
-    def __init__(self):
-        self.raw = None
-
-    def value(self):
-        return self.raw
-
-    def update(self, raw):
-        self.raw = raw
-
-    def clear(self):
-        self.raw = None
+from tests.unit.jobs.fakes import ValueState  # noqa: E402
 
 
 class _Timers:
@@ -55,7 +42,7 @@ def _operator(group: bool, emits_per_event: int) -> DecisionOperator:
         return Decision(n, emits=tuple(f"{event}-{i}" for i in range(emits_per_event)), timer_ms=now_ms + n)
 
     op = DecisionOperator(step, lambda state, t: Decision(state, emits=("timer",)), group_emits=group)
-    op._state = _State()
+    op._state = ValueState()
     return op
 
 

@@ -4,6 +4,7 @@ import time
 from fleetflow import contracts
 from jobs.validate import DEAD_LETTERS, INVALID_RECORD, DedupOperator, ValidateRecords
 from tests.builders import ping
+from tests.unit.jobs.fakes import ValueState
 from udfs.dedup import KEY_SEPARATOR, Arrival, content_hash
 from udfs.events import Ping
 from udfs.validation import ValidationConfig
@@ -122,26 +123,12 @@ def test_bad_ids_are_dead_letters_counted_per_reason_and_never_reach_the_view_or
 
 # ------------------------------------------------------------------ the dedup adapter (jobs/validate.py DedupOperator)
 
-class _State:
-    def __init__(self):
-        self.raw = None
-
-    def value(self):
-        return self.raw
-
-    def update(self, raw):
-        self.raw = raw
-
-    def clear(self):
-        self.raw = None
-
-
 class _KeyedRuntime(_Runtime):
     """One key's value state per runtime: the tests feed one dedup key at a time."""
 
     def __init__(self):
         super().__init__()
-        self.state = _State()
+        self.state = ValueState()
 
     def get_state(self, descriptor):
         return self.state
